@@ -1,0 +1,358 @@
+/*
+ * diff.c
+ *		Diff encoding (Tep's wire format), NOTIFY, and the per-topic seq
+ *		that orders diffs.
+ *
+ * Every change to entries runs under the row lock of its topic's seq row,
+ * taken before the entry is touched and held to commit.  Writers of one
+ * topic therefore commit one after the other, each with the next seq, and
+ * NOTIFY queues their diffs in commit order: listeners see 1, 2, 3...
+ * Changes spanning several topics lock them in byte order of the topic, so
+ * two of them cannot deadlock.
+ */
+#include "presence.h"
+
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "mb/pg_wchar.h"
+#include "storage/itemptr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+
+/* async.c's NOTIFY_PAYLOAD_MAX_LENGTH: payloads must be shorter. */
+#define PRESENCE_NOTIFY_MAX_BYTES (BLCKSZ - NAMEDATALEN - 128)
+
+#define DIFF_TOPIC_PREFIX "presence:"
+
+static const char *const diff_kind_names[] = {"join", "leave", "status"};
+
+static PresenceQuery advance_seq_query = {
+	"INSERT INTO %1$s.presence_topic_seq AS s (topic, seq) VALUES ($1, 1) "
+	"ON CONFLICT (topic) DO UPDATE SET seq = s.seq + 1 RETURNING s.seq",
+	1, {TEXTOID}
+};
+
+static PresenceQuery lock_seq_query = {
+	"INSERT INTO %1$s.presence_topic_seq AS s (topic, seq) VALUES ($1, 0) "
+	"ON CONFLICT (topic) DO UPDATE SET seq = s.seq RETURNING s.seq",
+	1, {TEXTOID}
+};
+
+static PresenceQuery undo_seq_query = {
+	"UPDATE %1$s.presence_topic_seq SET seq = seq - 1 WHERE topic = $1",
+	1, {TEXTOID}
+};
+
+static PresenceQuery store_seqs_query = {
+	"UPDATE %1$s.presence_topic_seq AS s SET seq = v.seq "
+	"FROM unnest($1::text[], $2::int8[]) AS v(topic, seq) "
+	"WHERE s.topic = v.topic",
+	2, {TEXTARRAYOID, INT8ARRAYOID}
+};
+
+/*
+ * Read a row of PRESENCE_ENTRY_COLUMNS into an entry.
+ */
+void
+presence_entry_from_tuple(PresenceEntry *entry, HeapTuple tuple,
+						  TupleDesc tupdesc)
+{
+	bool		isnull;
+
+#define TEXT_COLUMN(n) TextDatumGetCString(SPI_getbinval(tuple, tupdesc, n, &isnull))
+	entry->worker_id = TEXT_COLUMN(1);
+	entry->topic = TEXT_COLUMN(2);
+	entry->fd = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 3, &isnull));
+	entry->principal_id = TEXT_COLUMN(4);
+	entry->kind = TEXT_COLUMN(5);
+	entry->agent_id = TEXT_COLUMN(6);
+	entry->since_ts = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 7, &isnull));
+	entry->status_state = TEXT_COLUMN(8);
+	entry->status_note = TEXT_COLUMN(9);
+	entry->status_until = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 10,
+													  &isnull));
+#undef TEXT_COLUMN
+}
+
+/*
+ * Append Tep's entry fields, topic through until_ts, in Tep's order.
+ */
+void
+presence_append_entry_fields(StringInfo buf, const PresenceEntry *entry)
+{
+	appendStringInfoString(buf, "\"topic\":");
+	escape_json(buf, entry->topic);
+	appendStringInfoString(buf, ",\"principal\":");
+	escape_json(buf, entry->principal_id);
+	appendStringInfoString(buf, ",\"ekind\":");
+	escape_json(buf, entry->kind);
+	appendStringInfoString(buf, ",\"agent_id\":");
+	escape_json(buf, entry->agent_id);
+	appendStringInfo(buf, ",\"fd\":%d,\"since\":" INT64_FORMAT ",\"state\":",
+					 entry->fd, entry->since_ts);
+	escape_json(buf, entry->status_state);
+	appendStringInfoString(buf, ",\"note\":");
+	escape_json(buf, entry->status_note);
+	appendStringInfo(buf, ",\"until_ts\":" INT64_FORMAT, entry->status_until);
+}
+
+/*
+ * Build the wire payload <N>:presence:<topic><json>, N counting characters.
+ */
+static void
+build_diff(StringInfo buf, PresenceDiffKind kind, const PresenceEntry *entry,
+		   int64 seq)
+{
+	int			dtopic_chars;
+
+	dtopic_chars = strlen(DIFF_TOPIC_PREFIX) +
+		pg_mbstrlen_with_len(entry->topic, strlen(entry->topic));
+	appendStringInfo(buf, "%d:" DIFF_TOPIC_PREFIX "%s{\"kind\":\"%s\",",
+					 dtopic_chars, entry->topic, diff_kind_names[kind]);
+	presence_append_entry_fields(buf, entry);
+	appendStringInfo(buf, ",\"seq\":" INT64_FORMAT ",\"worker_id\":", seq);
+	escape_json(buf, entry->worker_id);
+	appendStringInfoChar(buf, '}');
+}
+
+static void
+report_diff_too_long(int bytes)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("topic, principal_id, agent_id and note are too long for one presence diff"),
+			 errdetail("The diff would take %d bytes; a NOTIFY payload must be shorter than %d bytes.",
+					   bytes, PRESENCE_NOTIFY_MAX_BYTES)));
+}
+
+/*
+ * The payload of one diff; an ERROR if NOTIFY could not carry it.
+ */
+char *
+presence_encode_diff(PresenceDiffKind kind, const PresenceEntry *entry,
+					 int64 seq)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	build_diff(&buf, kind, entry, seq);
+	if (buf.len >= PRESENCE_NOTIFY_MAX_BYTES)
+		report_diff_too_long(buf.len);
+	return buf.data;
+}
+
+/*
+ * ERROR unless every diff this entry can produce fits NOTIFY: the longest
+ * kind with the widest seq.  Lets track refuse before it changes anything.
+ */
+void
+presence_check_diff_fits(const PresenceEntry *entry)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	build_diff(&buf, PRESENCE_DIFF_STATUS, entry, PG_INT64_MAX);
+	if (buf.len >= PRESENCE_NOTIFY_MAX_BYTES)
+		report_diff_too_long(buf.len);
+	pfree(buf.data);
+}
+
+/*
+ * Queue one payload; NOTIFY sends it if and when the transaction commits.
+ */
+void
+presence_notify(const char *payload)
+{
+	Async_Notify(presence_channel, payload);
+}
+
+static int64
+first_column_int64(void)
+{
+	bool		isnull;
+
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Change at most one entry of one topic under the topic's lock, and emit
+ * its diff.  The seq is advanced before the change (taking the lock) and
+ * given back when nothing changed.  Returns whether an entry changed;
+ * when so and `changed` is given, the entry is stored there.
+ */
+bool
+presence_change_one(PresenceDiffKind kind, const char *topic,
+					PresenceQuery *change, Datum *values, const char *nulls,
+					PresenceEntry *changed)
+{
+	Datum		topic_arg = CStringGetTextDatum(topic);
+	int64		seq;
+	PresenceEntry entry;
+
+	presence_execute(&advance_seq_query, &topic_arg, NULL, false, 0);
+	seq = first_column_int64();
+
+	presence_execute(change, values, nulls, false, 0);
+	if (SPI_processed == 0)
+	{
+		presence_execute(&undo_seq_query, &topic_arg, NULL, false, 0);
+		return false;
+	}
+
+	presence_entry_from_tuple(&entry, SPI_tuptable->vals[0],
+							  SPI_tuptable->tupdesc);
+	presence_notify(presence_encode_diff(kind, &entry, seq));
+	if (changed)
+		*changed = entry;
+	return true;
+}
+
+static int
+compare_strings(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Diffs of one batch go out per topic, then oldest first. */
+static int
+compare_entries(const void *a, const void *b)
+{
+	const PresenceEntry *x = a;
+	const PresenceEntry *y = b;
+	int			c = strcmp(x->topic, y->topic);
+
+	if (c != 0)
+		return c;
+	if (x->since_ts != y->since_ts)
+		return x->since_ts < y->since_ts ? -1 : 1;
+	c = strcmp(x->worker_id, y->worker_id);
+	if (c != 0)
+		return c;
+	return (x->fd > y->fd) - (x->fd < y->fd);
+}
+
+/*
+ * Change up to `limit` entries, possibly of many topics, emitting one diff
+ * each.
+ *
+ * `candidates` takes the caller's values then a bigint limit, and returns
+ * (ctid, topic) of the entries to change.  Their topics are locked in byte
+ * order; then `change` runs with (tid[], topic[], the caller's values...),
+ * re-checking its condition, and returns the changed rows.  *more tells
+ * whether the limit was reached, so the caller should call again.
+ */
+int
+presence_change_locked(PresenceDiffKind kind, PresenceQuery *candidates,
+					   PresenceQuery *change, Datum *values, const char *nulls,
+					   int nvalues, int limit, bool *more)
+{
+	Datum		args[8];
+	char		arg_nulls[8];
+	SPITupleTable *found;
+	uint64		nfound;
+	ItemPointerData *tids;
+	Datum	   *tid_datums;
+	char	  **topics;
+	Datum	   *topic_datums;
+	int64	   *seqs;
+	Datum	   *seq_datums;
+	int			ntopics;
+	uint64		nchanged;
+	PresenceEntry *entries;
+	Datum		store_args[2];
+
+	Assert(nvalues + 2 <= lengthof(args));
+	for (int i = 0; i < nvalues; i++)
+	{
+		args[i] = values[i];
+		arg_nulls[i] = nulls ? nulls[i] : ' ';
+	}
+	args[nvalues] = Int64GetDatum(limit);
+	arg_nulls[nvalues] = ' ';
+	presence_execute(candidates, args, arg_nulls, false, 0);
+	found = SPI_tuptable;
+	nfound = SPI_processed;
+	*more = (nfound >= (uint64) limit);
+	if (nfound == 0)
+		return 0;
+
+	tids = palloc(nfound * sizeof(ItemPointerData));
+	tid_datums = palloc(nfound * sizeof(Datum));
+	topics = palloc(nfound * sizeof(char *));
+	for (uint64 i = 0; i < nfound; i++)
+	{
+		bool		isnull;
+
+		tids[i] = *(ItemPointer) DatumGetPointer(SPI_getbinval(found->vals[i],
+													 found->tupdesc, 1,
+													 &isnull));
+		tid_datums[i] = PointerGetDatum(&tids[i]);
+		topics[i] = TextDatumGetCString(SPI_getbinval(found->vals[i],
+													  found->tupdesc, 2,
+													  &isnull));
+	}
+	SPI_freetuptable(found);
+
+	/* Distinct topics in byte order: the lock order of every caller. */
+	qsort(topics, nfound, sizeof(char *), compare_strings);
+	ntopics = 0;
+	for (uint64 i = 0; i < nfound; i++)
+		if (ntopics == 0 || strcmp(topics[ntopics - 1], topics[i]) != 0)
+			topics[ntopics++] = topics[i];
+
+	topic_datums = palloc(ntopics * sizeof(Datum));
+	seqs = palloc(ntopics * sizeof(int64));
+	for (int i = 0; i < ntopics; i++)
+	{
+		topic_datums[i] = CStringGetTextDatum(topics[i]);
+		presence_execute(&lock_seq_query, &topic_datums[i], NULL, false, 0);
+		seqs[i] = first_column_int64();
+	}
+
+	args[0] = PointerGetDatum(construct_array(tid_datums, (int) nfound, TIDOID,
+											  sizeof(ItemPointerData), false,
+											  TYPALIGN_SHORT));
+	args[1] = PointerGetDatum(construct_array(topic_datums, ntopics, TEXTOID,
+											  -1, false, TYPALIGN_INT));
+	arg_nulls[0] = arg_nulls[1] = ' ';
+	for (int i = 0; i < nvalues; i++)
+	{
+		args[i + 2] = values[i];
+		arg_nulls[i + 2] = nulls ? nulls[i] : ' ';
+	}
+	presence_execute(change, args, arg_nulls, false, 0);
+	nchanged = SPI_processed;
+	if (nchanged == 0)
+		return 0;
+
+	entries = palloc(nchanged * sizeof(PresenceEntry));
+	for (uint64 i = 0; i < nchanged; i++)
+		presence_entry_from_tuple(&entries[i], SPI_tuptable->vals[i],
+								  SPI_tuptable->tupdesc);
+	SPI_freetuptable(SPI_tuptable);
+	qsort(entries, nchanged, sizeof(PresenceEntry), compare_entries);
+
+	for (uint64 i = 0; i < nchanged; i++)
+	{
+		char	  **slot = bsearch(&entries[i].topic, topics, ntopics,
+								   sizeof(char *), compare_strings);
+		int			t = (int) (slot - topics);
+
+		seqs[t]++;
+		presence_notify(presence_encode_diff(kind, &entries[i], seqs[t]));
+	}
+
+	seq_datums = palloc(ntopics * sizeof(Datum));
+	for (int i = 0; i < ntopics; i++)
+		seq_datums[i] = Int64GetDatum(seqs[i]);
+	store_args[0] = args[1];
+	store_args[1] = PointerGetDatum(construct_array(seq_datums, ntopics,
+													INT8OID, sizeof(int64),
+													FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+	presence_execute(&store_seqs_query, store_args, NULL, false, 0);
+
+	return (int) nchanged;
+}

@@ -1,0 +1,680 @@
+/*
+ * entry.c
+ *		The SQL functions of Tep's surface: track, untrack, list, counts,
+ *		status, sweep, clear, diff_topic and snapshot.
+ */
+#include "presence.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+PG_FUNCTION_INFO_V1(presence_track);
+PG_FUNCTION_INFO_V1(presence_untrack);
+PG_FUNCTION_INFO_V1(presence_untrack_by_fd);
+PG_FUNCTION_INFO_V1(presence_list);
+PG_FUNCTION_INFO_V1(presence_list_global);
+PG_FUNCTION_INFO_V1(presence_count);
+PG_FUNCTION_INFO_V1(presence_count_humans);
+PG_FUNCTION_INFO_V1(presence_count_agents);
+PG_FUNCTION_INFO_V1(presence_count_global);
+PG_FUNCTION_INFO_V1(presence_count_humans_global);
+PG_FUNCTION_INFO_V1(presence_count_agents_global);
+PG_FUNCTION_INFO_V1(presence_set_status);
+PG_FUNCTION_INFO_V1(presence_clear_status);
+PG_FUNCTION_INFO_V1(presence_find_entry);
+PG_FUNCTION_INFO_V1(presence_sweep_expired_status);
+PG_FUNCTION_INFO_V1(presence_clear);
+PG_FUNCTION_INFO_V1(presence_diff_topic);
+PG_FUNCTION_INFO_V1(presence_snapshot);
+
+#define ENTRY_ORDER " ORDER BY since_ts, worker_id, fd"
+
+/* Registers an unknown worker on first use, in the same statement. */
+static PresenceQuery track_query = {
+	"WITH registered AS ("
+	" INSERT INTO %1$s.tep_presence_worker"
+	" (worker_id, last_seen_ts, backend_pid, backend_start)"
+	" VALUES ($1, $7, $8, $9) ON CONFLICT (worker_id) DO NOTHING)"
+	" INSERT INTO %1$s.tep_presence"
+	" (worker_id, topic, fd, principal_id, kind, agent_id, since_ts)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7)"
+	" ON CONFLICT (topic, worker_id, fd) DO NOTHING"
+	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	9, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
+	INT4OID, TIMESTAMPTZOID}
+};
+
+static PresenceQuery untrack_query = {
+	"DELETE FROM %1$s.tep_presence"
+	" WHERE topic = $1 AND worker_id = $2 AND fd = $3"
+	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	3, {TEXTOID, TEXTOID, INT4OID}
+};
+
+static PresenceQuery set_status_query = {
+	"UPDATE %1$s.tep_presence"
+	" SET status_state = $4, status_note = $5, status_until = $6"
+	" WHERE topic = $1 AND worker_id = $2 AND fd = $3"
+	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	6, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, INT8OID}
+};
+
+static PresenceQuery list_query = {
+	"SELECT " PRESENCE_ENTRY_COLUMNS " FROM %1$s.tep_presence"
+	" WHERE topic = $1 AND worker_id = $2" ENTRY_ORDER,
+	2, {TEXTOID, TEXTOID}
+};
+
+static PresenceQuery list_global_query = {
+	"SELECT " PRESENCE_ENTRY_COLUMNS " FROM %1$s.tep_presence"
+	" WHERE topic = $1" ENTRY_ORDER,
+	1, {TEXTOID}
+};
+
+#define COUNT_COLUMNS "count(*), count(*) FILTER (WHERE kind = 'human')," \
+	" count(*) FILTER (WHERE kind = 'agent_for')"
+
+static PresenceQuery count_query = {
+	"SELECT " COUNT_COLUMNS " FROM %1$s.tep_presence"
+	" WHERE topic = $1 AND worker_id = $2",
+	2, {TEXTOID, TEXTOID}
+};
+
+static PresenceQuery count_global_query = {
+	"SELECT " COUNT_COLUMNS " FROM %1$s.tep_presence WHERE topic = $1",
+	1, {TEXTOID}
+};
+
+static PresenceQuery find_query = {
+	"SELECT " PRESENCE_ENTRY_COLUMNS " FROM %1$s.tep_presence"
+	" WHERE topic = $1 AND worker_id = $2 AND fd = $3",
+	3, {TEXTOID, TEXTOID, INT4OID}
+};
+
+static PresenceQuery topic_seq_query = {
+	"SELECT seq FROM %1$s.presence_topic_seq WHERE topic = $1",
+	1, {TEXTOID}
+};
+
+static PresenceQuery expired_candidates_query = {
+	"SELECT ctid, topic FROM %1$s.tep_presence"
+	" WHERE status_until > 0 AND status_until <= $1 LIMIT $2",
+	2, {INT8OID, INT8OID}
+};
+
+static PresenceQuery reset_expired_query = {
+	"UPDATE %1$s.tep_presence"
+	" SET status_state = 'available', status_note = '', status_until = 0"
+	" WHERE ctid = ANY ($1) AND topic = ANY ($2)"
+	" AND status_until > 0 AND status_until <= $3"
+	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	3, {TIDARRAYOID, TEXTARRAYOID, INT8OID}
+};
+
+static PresenceQuery worker_candidates_query = {
+	"SELECT ctid, topic FROM %1$s.tep_presence WHERE worker_id = $1 LIMIT $2",
+	2, {TEXTOID, INT8OID}
+};
+
+static PresenceQuery drop_worker_query = {
+	"DELETE FROM %1$s.tep_presence"
+	" WHERE ctid = ANY ($1) AND topic = ANY ($2) AND worker_id = $3"
+	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	3, {TIDARRAYOID, TEXTARRAYOID, TEXTOID}
+};
+
+static PresenceQuery fd_candidates_query = {
+	"SELECT ctid, topic FROM %1$s.tep_presence"
+	" WHERE worker_id = $1 AND fd = $2 LIMIT $3",
+	3, {TEXTOID, INT4OID, INT8OID}
+};
+
+static PresenceQuery drop_fd_query = {
+	"DELETE FROM %1$s.tep_presence"
+	" WHERE ctid = ANY ($1) AND topic = ANY ($2)"
+	" AND worker_id = $3 AND fd = $4"
+	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	4, {TIDARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID}
+};
+
+/*
+ * A text argument as a C string: ERROR 22004 when NULL, 22023 when empty
+ * (unless allowed) or longer than max_bytes.
+ */
+char *
+presence_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname,
+				  bool allow_empty, int max_bytes)
+{
+	text	   *value;
+	int			bytes;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	value = PG_GETARG_TEXT_PP(argno);
+	bytes = VARSIZE_ANY_EXHDR(value);
+	if (bytes == 0 && !allow_empty)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname)));
+	if (bytes > max_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be at most %d bytes", argname, max_bytes),
+				 errdetail("It is %d bytes.", bytes)));
+	return text_to_cstring(value);
+}
+
+static char *
+topic_arg(FunctionCallInfo fcinfo, int argno)
+{
+	return presence_text_arg(fcinfo, argno, "topic", false,
+							 PRESENCE_MAX_NAME_BYTES);
+}
+
+static int32
+fd_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int32		fd;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("fd must not be NULL")));
+	fd = PG_GETARG_INT32(argno);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("fd must not be negative"),
+				 errdetail("It is %d.", fd)));
+	return fd;
+}
+
+/*
+ * Epoch seconds of the transaction's start: since_ts and the sweep's "now".
+ */
+int64
+presence_now_s(void)
+{
+	return (int64) timestamptz_to_time_t(GetCurrentTransactionStartTimestamp());
+}
+
+static void
+connect_spi(void)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "presence: SPI_connect failed");
+}
+
+/*
+ * presence_track(topic, fd, principal_id, kind, agent_id, worker_id):
+ * adds the entry and emits a join diff; false when it already exists.
+ */
+Datum
+presence_track(PG_FUNCTION_ARGS)
+{
+	PresenceEntry entry;
+	Datum		values[9];
+	char		nulls[9] = "         ";
+	bool		added;
+
+	entry.topic = topic_arg(fcinfo, 0);
+	entry.fd = fd_arg(fcinfo, 1);
+	entry.principal_id = presence_text_arg(fcinfo, 2, "principal_id", false,
+										   PRESENCE_MAX_NAME_BYTES);
+	entry.kind = presence_text_arg(fcinfo, 3, "kind", false,
+								   PRESENCE_MAX_NAME_BYTES);
+	entry.agent_id = presence_text_arg(fcinfo, 4, "agent_id", true,
+									   PRESENCE_MAX_NAME_BYTES);
+	entry.worker_id = presence_worker_arg(fcinfo, 5);
+
+	if (strcmp(entry.kind, "human") != 0 && strcmp(entry.kind, "agent_for") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("kind must be 'human' or 'agent_for', not \"%s\"",
+						entry.kind)));
+	if (strcmp(entry.kind, "agent_for") == 0 && entry.agent_id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("agent_id must not be empty when kind is 'agent_for'")));
+	if (strcmp(entry.kind, "human") == 0 && entry.agent_id[0] != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("agent_id must be empty when kind is 'human'")));
+
+	entry.since_ts = presence_now_s();
+	entry.status_state = "available";
+	entry.status_note = "";
+	entry.status_until = 0;
+	presence_check_diff_fits(&entry);
+
+	values[0] = CStringGetTextDatum(entry.worker_id);
+	values[1] = CStringGetTextDatum(entry.topic);
+	values[2] = Int32GetDatum(entry.fd);
+	values[3] = CStringGetTextDatum(entry.principal_id);
+	values[4] = CStringGetTextDatum(entry.kind);
+	values[5] = CStringGetTextDatum(entry.agent_id);
+	values[6] = Int64GetDatum(entry.since_ts);
+	if (presence_is_connection_worker(entry.worker_id))
+	{
+		values[7] = Int32GetDatum(MyProcPid);
+		values[8] = TimestampTzGetDatum(MyStartTimestamp);
+		presence_watch_connection_exit();
+	}
+	else
+		nulls[7] = nulls[8] = 'n';
+
+	connect_spi();
+	added = presence_change_one(PRESENCE_DIFF_JOIN, entry.topic, &track_query,
+								values, nulls, NULL);
+	SPI_finish();
+	PG_RETURN_BOOL(added);
+}
+
+/*
+ * Change one (topic, worker, fd) entry with a query whose first three
+ * parameters are those, emitting a diff of the given kind.
+ */
+static bool
+change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
+			 const char *worker_id, int32 fd, Datum *extra, int nextra)
+{
+	Datum		values[6];
+	bool		changed;
+
+	values[0] = CStringGetTextDatum(topic);
+	values[1] = CStringGetTextDatum(worker_id);
+	values[2] = Int32GetDatum(fd);
+	for (int i = 0; i < nextra; i++)
+		values[3 + i] = extra[i];
+
+	connect_spi();
+	changed = presence_change_one(kind, topic, query, values, NULL, NULL);
+	SPI_finish();
+	return changed;
+}
+
+/*
+ * presence_untrack(topic, fd, worker_id): removes the entry (leave diff).
+ */
+Datum
+presence_untrack(PG_FUNCTION_ARGS)
+{
+	char	   *topic = topic_arg(fcinfo, 0);
+	int32		fd = fd_arg(fcinfo, 1);
+	char	   *worker_id = presence_worker_arg(fcinfo, 2);
+
+	PG_RETURN_BOOL(change_entry(PRESENCE_DIFF_LEAVE, &untrack_query, topic,
+								worker_id, fd, NULL, 0));
+}
+
+/*
+ * Drop up to `limit` entries of a worker (of one fd when fd >= 0), with
+ * leave diffs.  *more says whether more may remain.
+ */
+int
+presence_drop_entries(const char *worker_id, int32 fd, int limit, bool *more)
+{
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(worker_id);
+	if (fd < 0)
+		return presence_change_locked(PRESENCE_DIFF_LEAVE,
+									  &worker_candidates_query,
+									  &drop_worker_query, values, NULL, 1,
+									  limit, more);
+	values[1] = Int32GetDatum(fd);
+	return presence_change_locked(PRESENCE_DIFF_LEAVE, &fd_candidates_query,
+								  &drop_fd_query, values, NULL, 2, limit,
+								  more);
+}
+
+/*
+ * Drop every entry of a worker (or of one of its fds) in this transaction.
+ */
+static int
+drop_all_entries(const char *worker_id, int32 fd)
+{
+	int			total = 0;
+	bool		more = true;
+
+	connect_spi();
+	while (more)
+		total += presence_drop_entries(worker_id, fd, presence_batch_size,
+									   &more);
+	SPI_finish();
+	return total;
+}
+
+/*
+ * presence_untrack_by_fd(fd, worker_id): the WebSocket-close hook; drops the
+ * fd's entries in every topic.
+ */
+Datum
+presence_untrack_by_fd(PG_FUNCTION_ARGS)
+{
+	int32		fd = fd_arg(fcinfo, 0);
+	char	   *worker_id = presence_worker_arg(fcinfo, 1);
+
+	PG_RETURN_INT32(drop_all_entries(worker_id, fd));
+}
+
+/*
+ * presence_clear(worker_id): drops all of a worker's entries, with leave
+ * diffs so that other workers' views stay true.
+ */
+Datum
+presence_clear(PG_FUNCTION_ARGS)
+{
+	char	   *worker_id = presence_worker_arg(fcinfo, 0);
+
+	PG_RETURN_INT32(drop_all_entries(worker_id, -1));
+}
+
+/*
+ * Return the rows of a read-only entry query as a set.
+ */
+static void
+materialize_entries(FunctionCallInfo fcinfo, PresenceQuery *query,
+					Datum *values)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	connect_spi();
+	presence_execute(query, values, NULL, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
+	SPI_finish();
+}
+
+/*
+ * presence_list(topic, worker_id): this worker's entries, oldest first.
+ */
+Datum
+presence_list(PG_FUNCTION_ARGS)
+{
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(topic_arg(fcinfo, 0));
+	values[1] = CStringGetTextDatum(presence_worker_arg(fcinfo, 1));
+	materialize_entries(fcinfo, &list_query, values);
+	return (Datum) 0;
+}
+
+/*
+ * presence_list_global(topic): every worker's entries, oldest first.
+ */
+Datum
+presence_list_global(PG_FUNCTION_ARGS)
+{
+	Datum		topic = CStringGetTextDatum(topic_arg(fcinfo, 0));
+
+	materialize_entries(fcinfo, &list_global_query, &topic);
+	return (Datum) 0;
+}
+
+typedef enum CountKind
+{
+	COUNT_ALL = 1,				/* the column of COUNT_COLUMNS */
+	COUNT_HUMANS = 2,
+	COUNT_AGENTS = 3
+} CountKind;
+
+/*
+ * Count a topic's entries, this worker's (local) or all workers'.
+ */
+static int64
+count_entries(FunctionCallInfo fcinfo, bool global, CountKind which)
+{
+	Datum		values[2];
+	bool		isnull;
+	int64		count;
+
+	values[0] = CStringGetTextDatum(topic_arg(fcinfo, 0));
+	if (!global)
+		values[1] = CStringGetTextDatum(presence_worker_arg(fcinfo, 1));
+	connect_spi();
+	presence_execute(global ? &count_global_query : &count_query, values,
+					 NULL, true, 1);
+	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, which,
+										&isnull));
+	SPI_finish();
+	return count;
+}
+
+Datum
+presence_count(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(count_entries(fcinfo, false, COUNT_ALL));
+}
+
+Datum
+presence_count_humans(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(count_entries(fcinfo, false, COUNT_HUMANS));
+}
+
+Datum
+presence_count_agents(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(count_entries(fcinfo, false, COUNT_AGENTS));
+}
+
+Datum
+presence_count_global(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(count_entries(fcinfo, true, COUNT_ALL));
+}
+
+Datum
+presence_count_humans_global(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(count_entries(fcinfo, true, COUNT_HUMANS));
+}
+
+Datum
+presence_count_agents_global(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(count_entries(fcinfo, true, COUNT_AGENTS));
+}
+
+/*
+ * presence_set_status(topic, fd, state, note, until_ts, worker_id): a
+ * deliberate write, so the same status again still emits a diff.
+ */
+Datum
+presence_set_status(PG_FUNCTION_ARGS)
+{
+	char	   *topic = topic_arg(fcinfo, 0);
+	int32		fd = fd_arg(fcinfo, 1);
+	char	   *state = presence_text_arg(fcinfo, 2, "state", false,
+										  PRESENCE_MAX_NAME_BYTES);
+	char	   *note = presence_text_arg(fcinfo, 3, "note", true,
+										 PRESENCE_MAX_NOTE_BYTES);
+	int64		until_ts;
+	char	   *worker_id = presence_worker_arg(fcinfo, 5);
+	Datum		extra[3];
+
+	if (strcmp(state, "available") != 0 && strcmp(state, "busy") != 0 &&
+		strcmp(state, "blocked") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("state must be 'available', 'busy' or 'blocked', not \"%s\"",
+						state)));
+	if (PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("until_ts must not be NULL")));
+	until_ts = PG_GETARG_INT64(4);
+	if (until_ts < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("until_ts must not be negative"),
+				 errdetail("It is " INT64_FORMAT ".", until_ts)));
+
+	extra[0] = CStringGetTextDatum(state);
+	extra[1] = CStringGetTextDatum(note);
+	extra[2] = Int64GetDatum(until_ts);
+	PG_RETURN_BOOL(change_entry(PRESENCE_DIFF_STATUS, &set_status_query,
+								topic, worker_id, fd, extra, 3));
+}
+
+/*
+ * presence_clear_status(topic, fd, worker_id): back to available, '', 0.
+ */
+Datum
+presence_clear_status(PG_FUNCTION_ARGS)
+{
+	char	   *topic = topic_arg(fcinfo, 0);
+	int32		fd = fd_arg(fcinfo, 1);
+	char	   *worker_id = presence_worker_arg(fcinfo, 2);
+	Datum		extra[3];
+
+	extra[0] = CStringGetTextDatum("available");
+	extra[1] = CStringGetTextDatum("");
+	extra[2] = Int64GetDatum(0);
+	PG_RETURN_BOOL(change_entry(PRESENCE_DIFF_STATUS, &set_status_query,
+								topic, worker_id, fd, extra, 3));
+}
+
+/*
+ * presence_find_entry(topic, fd, worker_id): the entry, or NULL.
+ */
+Datum
+presence_find_entry(PG_FUNCTION_ARGS)
+{
+	Datum		values[3];
+	TupleDesc	result_desc;
+	MemoryContext caller_context = CurrentMemoryContext;
+	Datum		columns[10];
+	bool		column_nulls[10];
+	HeapTuple	result = NULL;
+
+	values[0] = CStringGetTextDatum(topic_arg(fcinfo, 0));
+	values[1] = CStringGetTextDatum(presence_worker_arg(fcinfo, 2));
+	values[2] = Int32GetDatum(fd_arg(fcinfo, 1));
+	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "presence_find_entry must return a composite type");
+	result_desc = BlessTupleDesc(result_desc);
+
+	connect_spi();
+	presence_execute(&find_query, values, NULL, true, 1);
+	if (SPI_processed > 0)
+	{
+		MemoryContext spi_context;
+
+		heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+						  columns, column_nulls);
+		spi_context = MemoryContextSwitchTo(caller_context);
+		result = heap_form_tuple(result_desc, columns, column_nulls);
+		MemoryContextSwitchTo(spi_context);
+	}
+	SPI_finish();
+
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+}
+
+/*
+ * Reset up to `limit` expired statuses, with status diffs.
+ */
+int
+presence_sweep_batch(int limit, bool *more)
+{
+	Datum		now = Int64GetDatum(presence_now_s());
+
+	return presence_change_locked(PRESENCE_DIFF_STATUS,
+								  &expired_candidates_query,
+								  &reset_expired_query, &now, NULL, 1, limit,
+								  more);
+}
+
+/*
+ * presence_sweep_expired_status(): resets every expired status, all workers.
+ */
+Datum
+presence_sweep_expired_status(PG_FUNCTION_ARGS)
+{
+	int			total = 0;
+	bool		more = true;
+
+	connect_spi();
+	while (more)
+		total += presence_sweep_batch(presence_batch_size, &more);
+	SPI_finish();
+	PG_RETURN_INT32(total);
+}
+
+/*
+ * presence_diff_topic(topic): 'presence:' || topic.
+ */
+Datum
+presence_diff_topic(PG_FUNCTION_ARGS)
+{
+	char	   *topic = topic_arg(fcinfo, 0);
+
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("presence:%s", topic)));
+}
+
+/*
+ * presence_snapshot(topic): {"topic", "seq", "entries"}, read in one
+ * snapshot so that a listener applies exactly the diffs with a greater seq.
+ */
+Datum
+presence_snapshot(PG_FUNCTION_ARGS)
+{
+	char	   *topic = topic_arg(fcinfo, 0);
+	Datum		topic_arg_datum = CStringGetTextDatum(topic);
+	int64		seq = 0;
+	StringInfoData buf;
+	text	   *result;
+
+	/* Allocated before SPI_connect: the result must outlive SPI_finish. */
+	initStringInfo(&buf);
+
+	connect_spi();
+	presence_execute(&topic_seq_query, &topic_arg_datum, NULL, true, 1);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	}
+
+	appendStringInfoString(&buf, "{\"topic\":");
+	escape_json(&buf, topic);
+	appendStringInfo(&buf, ",\"seq\":" INT64_FORMAT ",\"entries\":[", seq);
+
+	presence_execute(&list_global_query, &topic_arg_datum, NULL, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		PresenceEntry entry;
+
+		presence_entry_from_tuple(&entry, SPI_tuptable->vals[i],
+								  SPI_tuptable->tupdesc);
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfoChar(&buf, '{');
+		presence_append_entry_fields(&buf, &entry);
+		appendStringInfoString(&buf, ",\"worker_id\":");
+		escape_json(&buf, entry.worker_id);
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoString(&buf, "]}");
+	SPI_finish();
+
+	result = cstring_to_text_with_len(buf.data, buf.len);
+	PG_RETURN_TEXT_P(result);
+}

@@ -1,0 +1,410 @@
+/*
+ * liveness.c
+ *		App worker identity and liveness: worker_start, heartbeat,
+ *		worker_stop and the pruning of dead workers' entries.
+ *
+ * A worker is one of three kinds.  Connection-bound: alive while the
+ * backend that registered it (pid and start time) runs.  Leased: alive
+ * while heartbeats arrive within its lease.  Tep-written heartbeat rows:
+ * alive for presence.worker_ttl after last_seen_ts.  Entries whose worker
+ * has no row at all are dead too.
+ */
+#include "presence.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(presence_worker_start);
+PG_FUNCTION_INFO_V1(presence_heartbeat);
+PG_FUNCTION_INFO_V1(presence_worker_stop);
+PG_FUNCTION_INFO_V1(presence_prune_dead_workers);
+
+/* A bound worker is alive while a backend with its pid and start runs. */
+#define BACKEND_ALIVE(w) \
+	"EXISTS (SELECT 1 FROM pg_stat_get_activity(NULL) AS a" \
+	" WHERE a.pid = " w ".backend_pid" \
+	" AND a.backend_start = " w ".backend_start)"
+
+static PresenceQuery register_query = {
+	"INSERT INTO %1$s.tep_presence_worker AS w"
+	" (worker_id, last_seen_ts, backend_pid, backend_start, lease, lease_until)"
+	" VALUES ($1, $2, $3, $4, $5, clock_timestamp() + $5)"
+	" ON CONFLICT (worker_id) DO UPDATE SET"
+	" last_seen_ts = excluded.last_seen_ts,"
+	" backend_pid = excluded.backend_pid,"
+	" backend_start = excluded.backend_start,"
+	" lease = excluded.lease, lease_until = excluded.lease_until",
+	5, {TEXTOID, INT8OID, INT4OID, TIMESTAMPTZOID, INTERVALOID}
+};
+
+/* Returns whether the worker was still alive before this heartbeat. */
+static PresenceQuery heartbeat_query = {
+	"UPDATE %1$s.tep_presence_worker AS w"
+	" SET last_seen_ts = $2, lease_until = clock_timestamp() + w.lease"
+	" FROM (SELECT lease_until, last_seen_ts FROM %1$s.tep_presence_worker"
+	"       WHERE worker_id = $1) AS before"
+	" WHERE w.worker_id = $1"
+	" RETURNING CASE WHEN w.backend_pid IS NOT NULL THEN true"
+	" WHEN w.lease IS NOT NULL THEN before.lease_until >= clock_timestamp()"
+	" ELSE before.last_seen_ts >= $3 END",
+	3, {TEXTOID, INT8OID, INT8OID}
+};
+
+static PresenceQuery unregister_query = {
+	"DELETE FROM %1$s.tep_presence_worker WHERE worker_id = $1",
+	1, {TEXTOID}
+};
+
+static PresenceQuery dead_leased_query = {
+	"SELECT worker_id FROM %1$s.tep_presence_worker"
+	" WHERE lease_until < clock_timestamp()",
+	0, {InvalidOid}
+};
+
+static PresenceQuery dead_heartbeat_query = {
+	"SELECT worker_id FROM %1$s.tep_presence_worker"
+	" WHERE backend_pid IS NULL AND lease IS NULL AND last_seen_ts < $1",
+	1, {INT8OID}
+};
+
+static PresenceQuery dead_bound_query = {
+	"SELECT worker_id FROM %1$s.tep_presence_worker AS w"
+	" WHERE backend_pid IS NOT NULL"
+	" AND NOT " BACKEND_ALIVE("w"),
+	0, {InvalidOid}
+};
+
+/*
+ * Worker ids that have entries but no worker row.  A skip scan over the
+ * (worker_id, fd) index: one probe per distinct worker, never a table scan.
+ */
+static PresenceQuery orphan_workers_query = {
+	"WITH RECURSIVE ids(worker_id) AS ("
+	" (SELECT worker_id FROM %1$s.tep_presence ORDER BY worker_id LIMIT 1)"
+	" UNION ALL"
+	" SELECT (SELECT p.worker_id FROM %1$s.tep_presence AS p"
+	"         WHERE p.worker_id > ids.worker_id ORDER BY p.worker_id LIMIT 1)"
+	" FROM ids WHERE ids.worker_id IS NOT NULL)"
+	" SELECT worker_id FROM ids WHERE worker_id IS NOT NULL"
+	" AND NOT EXISTS (SELECT 1 FROM %1$s.tep_presence_worker AS w"
+	"                 WHERE w.worker_id = ids.worker_id)",
+	0, {InvalidOid}
+};
+
+/* Deletes the worker row only if it is still dead. */
+static PresenceQuery unregister_dead_query = {
+	"DELETE FROM %1$s.tep_presence_worker AS w WHERE worker_id = $1"
+	" AND (lease_until < clock_timestamp()"
+	" OR (backend_pid IS NULL AND lease IS NULL AND last_seen_ts < $2)"
+	" OR (backend_pid IS NOT NULL AND NOT " BACKEND_ALIVE("w") "))",
+	2, {TEXTOID, INT8OID}
+};
+
+/*
+ * Keeps live bound workers' last_seen_ts fresh, so that a Tep app pruning
+ * by age never removes them.  Reads only the rows that are due.
+ */
+static PresenceQuery touch_bound_query = {
+	"UPDATE %1$s.tep_presence_worker AS w SET last_seen_ts = $1"
+	" WHERE backend_pid IS NOT NULL AND last_seen_ts < $2"
+	" AND " BACKEND_ALIVE("w"),
+	2, {INT8OID, INT8OID}
+};
+
+static char *connection_worker_id = NULL;
+static bool connection_exit_watched = false;
+
+/*
+ * This connection's own worker id, from its backend pid and start time.
+ */
+static const char *
+connection_worker(void)
+{
+	if (connection_worker_id == NULL)
+		connection_worker_id =
+			MemoryContextStrdup(TopMemoryContext,
+								psprintf("pg-%d-" INT64_FORMAT, MyProcPid,
+										 (int64) timestamptz_to_time_t(MyStartTimestamp)));
+	return connection_worker_id;
+}
+
+bool
+presence_is_connection_worker(const char *worker_id)
+{
+	return strcmp(worker_id, connection_worker()) == 0;
+}
+
+/*
+ * The worker_id argument, or when NULL the session's worker:
+ * presence.worker_id if set, else the connection's own id.
+ */
+char *
+presence_worker_arg(FunctionCallInfo fcinfo, int argno)
+{
+	if (!PG_ARGISNULL(argno))
+		return presence_text_arg(fcinfo, argno, "worker_id", false,
+								 PRESENCE_MAX_NAME_BYTES);
+	if (presence_worker_id_guc != NULL && presence_worker_id_guc[0] != '\0')
+		return pstrdup(presence_worker_id_guc);
+	return pstrdup(connection_worker());
+}
+
+static void
+connection_exit_callback(int code, Datum arg)
+{
+	presence_note_bound_worker_exit();
+}
+
+/*
+ * Tell the background worker when this backend exits, so it prunes the
+ * connection-bound worker without waiting for a full liveness check.
+ */
+void
+presence_watch_connection_exit(void)
+{
+	if (connection_exit_watched)
+		return;
+	on_shmem_exit(connection_exit_callback, (Datum) 0);
+	connection_exit_watched = true;
+}
+
+static int64
+clock_epoch_s(void)
+{
+	return (int64) timestamptz_to_time_t(GetCurrentTimestamp());
+}
+
+static void
+set_session_worker(const char *worker_id)
+{
+	(void) set_config_option("presence.worker_id", worker_id, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SET, true, 0, false);
+}
+
+static int
+drop_worker_entries(const char *worker_id)
+{
+	int			total = 0;
+	bool		more = true;
+
+	while (more)
+		total += presence_drop_entries(worker_id, -1, presence_batch_size,
+									   &more);
+	return total;
+}
+
+/*
+ * Register a worker: bound to this connection when lease is NULL.
+ */
+static void
+register_worker(const char *worker_id, Interval *lease)
+{
+	Datum		values[5];
+	char		nulls[5] = "     ";
+
+	values[0] = CStringGetTextDatum(worker_id);
+	values[1] = Int64GetDatum(clock_epoch_s());
+	if (lease == NULL)
+	{
+		values[2] = Int32GetDatum(MyProcPid);
+		values[3] = TimestampTzGetDatum(MyStartTimestamp);
+		nulls[4] = 'n';
+		presence_watch_connection_exit();
+	}
+	else
+	{
+		nulls[2] = nulls[3] = 'n';
+		values[4] = IntervalPGetDatum(lease);
+	}
+	presence_execute(&register_query, values, nulls, false, 0);
+}
+
+/*
+ * presence_worker_start(worker_id, lease): drops what the id already has
+ * (a restarted process reusing it), registers it and makes it the
+ * session's worker.
+ */
+Datum
+presence_worker_start(PG_FUNCTION_ARGS)
+{
+	char	   *worker_id;
+	Interval   *lease = NULL;
+
+	if (PG_ARGISNULL(0))
+		worker_id = pstrdup(connection_worker());
+	else
+		worker_id = presence_text_arg(fcinfo, 0, "worker_id", false,
+									  PRESENCE_MAX_NAME_BYTES);
+	if (!PG_ARGISNULL(1))
+	{
+		lease = PG_GETARG_INTERVAL_P(1);
+		if (lease->month < 0 || lease->day < 0 || lease->time < 0 ||
+			(lease->month == 0 && lease->day == 0 && lease->time == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("lease must be a positive interval")));
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "presence: SPI_connect failed");
+	drop_worker_entries(worker_id);
+	register_worker(worker_id, lease);
+	SPI_finish();
+
+	set_session_worker(worker_id);
+	PG_RETURN_TEXT_P(cstring_to_text(worker_id));
+}
+
+/*
+ * presence_heartbeat(worker_id): refreshes last_seen_ts (and the lease).
+ * Returns false when the worker had already lapsed: its entries may have
+ * been pruned.  An unknown worker is an error, except the connection's
+ * own, which is registered.
+ */
+Datum
+presence_heartbeat(PG_FUNCTION_ARGS)
+{
+	char	   *worker_id = presence_worker_arg(fcinfo, 0);
+	int64		now_s = clock_epoch_s();
+	Datum		values[3];
+	bool		was_alive = true;
+
+	values[0] = CStringGetTextDatum(worker_id);
+	values[1] = Int64GetDatum(now_s);
+	values[2] = Int64GetDatum(now_s - presence_worker_ttl_s);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "presence: SPI_connect failed");
+	presence_execute(&heartbeat_query, values, NULL, false, 0);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		was_alive = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1,
+											   &isnull));
+	}
+	else if (presence_is_connection_worker(worker_id))
+		register_worker(worker_id, NULL);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("worker_id \"%s\" is not registered", worker_id),
+				 errhint("Call presence_worker_start() to register it again.")));
+	SPI_finish();
+	PG_RETURN_BOOL(was_alive);
+}
+
+/*
+ * presence_worker_stop(worker_id): drops the worker's entries (leave diffs)
+ * and its row; returns the entries dropped.
+ */
+Datum
+presence_worker_stop(PG_FUNCTION_ARGS)
+{
+	char	   *worker_id = presence_worker_arg(fcinfo, 0);
+	Datum		id = CStringGetTextDatum(worker_id);
+	int			dropped;
+	bool		had_row;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "presence: SPI_connect failed");
+	dropped = drop_worker_entries(worker_id);
+	presence_execute(&unregister_query, &id, NULL, false, 0);
+	had_row = SPI_processed > 0;
+	SPI_finish();
+
+	if (!had_row && dropped == 0 && !PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("worker_id \"%s\" is not registered", worker_id)));
+
+	if (presence_worker_id_guc != NULL &&
+		strcmp(presence_worker_id_guc, worker_id) == 0)
+		set_session_worker("");
+	PG_RETURN_INT32(dropped);
+}
+
+/*
+ * Append the ids a query returns to a list (copied: SPI reuses the memory).
+ */
+static List *
+collect_ids(List *ids, PresenceQuery *query, Datum *values)
+{
+	presence_execute(query, values, NULL, false, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		ids = lappend(ids, SPI_getvalue(SPI_tuptable->vals[i],
+										SPI_tuptable->tupdesc, 1));
+	SPI_freetuptable(SPI_tuptable);
+	return ids;
+}
+
+/*
+ * Remove up to `limit` entries of dead workers, with leave diffs, and the
+ * rows of dead workers left with no entries.  Bound workers' backends are
+ * checked only when check_bound_backends.  *more says whether the limit
+ * was reached.
+ */
+int
+presence_prune_batch(int limit, bool check_bound_backends, bool *more)
+{
+	int64		now_s = clock_epoch_s();
+	Datum		ttl_cutoff = Int64GetDatum(now_s - presence_worker_ttl_s);
+	Datum		touch_args[2];
+	List	   *dead = NIL;
+	ListCell   *lc;
+	int			total = 0;
+
+	*more = false;
+	dead = collect_ids(dead, &dead_leased_query, NULL);
+	dead = collect_ids(dead, &dead_heartbeat_query, &ttl_cutoff);
+	if (check_bound_backends)
+		dead = collect_ids(dead, &dead_bound_query, NULL);
+	dead = collect_ids(dead, &orphan_workers_query, NULL);
+
+	foreach(lc, dead)
+	{
+		char	   *worker_id = lfirst(lc);
+		bool		worker_more;
+		Datum		values[2];
+
+		total += presence_drop_entries(worker_id, -1, limit - total,
+									   &worker_more);
+		if (worker_more)
+		{
+			*more = true;
+			return total;
+		}
+		values[0] = CStringGetTextDatum(worker_id);
+		values[1] = ttl_cutoff;
+		presence_execute(&unregister_dead_query, values, NULL, false, 0);
+	}
+
+	touch_args[0] = Int64GetDatum(now_s);
+	touch_args[1] = Int64GetDatum(now_s - presence_worker_ttl_s / 3);
+	presence_execute(&touch_bound_query, touch_args, NULL, false, 0);
+	return total;
+}
+
+/*
+ * presence_prune_dead_workers(): removes every dead worker's entries.
+ */
+Datum
+presence_prune_dead_workers(PG_FUNCTION_ARGS)
+{
+	int			total = 0;
+	bool		more = true;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "presence: SPI_connect failed");
+	while (more)
+		total += presence_prune_batch(presence_batch_size, true, &more);
+	SPI_finish();
+	PG_RETURN_INT32(total);
+}

@@ -1,0 +1,195 @@
+/*
+ * presence.c
+ *		Module initialization: GUCs, the shared exit counter and the
+ *		background worker's registration.
+ */
+#include "presence.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+char	   *presence_channel = NULL;
+char	   *presence_worker_id_guc = NULL;
+char	   *presence_database = NULL;
+int			presence_sweep_interval_ms = 1000;
+int			presence_worker_ttl_s = 90;
+int			presence_batch_size = 1000;
+
+/*
+ * Counts exits of backends that registered a connection-bound worker, so the
+ * background worker checks backend liveness only after one has gone.
+ */
+typedef struct PresenceShared
+{
+	pg_atomic_uint64 bound_worker_exits;
+} PresenceShared;
+
+static PresenceShared *presence_shared = NULL;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+/*
+ * A channel must be a valid identifier-length name: NOTIFY rejects longer.
+ */
+static bool
+check_channel(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+	{
+		GUC_check_errdetail("presence.channel must not be empty.");
+		return false;
+	}
+	if (strlen(*newval) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("presence.channel must be shorter than %d bytes.",
+							NAMEDATALEN);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A worker id appears in every diff, so it has the same limit as a topic.
+ */
+static bool
+check_worker_id(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) > PRESENCE_MAX_NAME_BYTES)
+	{
+		GUC_check_errdetail("presence.worker_id must be at most %d bytes.",
+							PRESENCE_MAX_NAME_BYTES);
+		return false;
+	}
+	return true;
+}
+
+static void
+presence_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(MAXALIGN(sizeof(PresenceShared)));
+}
+
+static void
+presence_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	presence_shared = ShmemInitStruct("presence", sizeof(PresenceShared),
+									  &found);
+	if (!found)
+		pg_atomic_init_u64(&presence_shared->bound_worker_exits, 0);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Called at the exit of a backend that owned a connection-bound worker.
+ */
+void
+presence_note_bound_worker_exit(void)
+{
+	if (presence_shared != NULL)
+		pg_atomic_fetch_add_u64(&presence_shared->bound_worker_exits, 1);
+}
+
+/*
+ * How many such backends have exited since the server started.
+ */
+uint64
+presence_bound_worker_exits(void)
+{
+	if (presence_shared == NULL)
+		return 0;
+	return pg_atomic_read_u64(&presence_shared->bound_worker_exits);
+}
+
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("presence.channel",
+							   "NOTIFY channel that carries presence diffs.",
+							   NULL,
+							   &presence_channel,
+							   "tep_broadcast",
+							   PGC_SUSET, 0,
+							   check_channel, NULL, NULL);
+
+	DefineCustomStringVariable("presence.worker_id",
+							   "This session's app worker id; empty means bound to the connection.",
+							   NULL,
+							   &presence_worker_id_guc,
+							   "",
+							   PGC_USERSET, 0,
+							   check_worker_id, NULL, NULL);
+
+	DefineCustomStringVariable("presence.database",
+							   "Database the presence background worker serves.",
+							   NULL,
+							   &presence_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("presence.sweep_interval",
+							"Time between background worker ticks.",
+							NULL,
+							&presence_sweep_interval_ms,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("presence.worker_ttl",
+							"Heartbeat age after which a Tep-written worker row is dead.",
+							NULL,
+							&presence_worker_ttl_s,
+							90, 1, 86400 * 365,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("presence.batch_size",
+							"Most rows the background worker changes per transaction.",
+							NULL,
+							&presence_batch_size,
+							1000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("presence");
+#else
+	EmitWarningsOnPlaceholders("presence");
+#endif
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = presence_shmem_request;
+#else
+	presence_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = presence_shmem_startup;
+
+	presence_register_bgworker();
+}

@@ -1,0 +1,114 @@
+/*
+ * presence.h
+ *		Declarations shared by the presence extension's source files.
+ */
+#ifndef PRESENCE_H
+#define PRESENCE_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+
+/* Limits of SPEC "Bad input", in bytes. */
+#define PRESENCE_MAX_NAME_BYTES	255
+#define PRESENCE_MAX_NOTE_BYTES	1024
+
+/* GUCs (presence.c) */
+extern char *presence_channel;
+extern char *presence_worker_id_guc;
+extern char *presence_database;
+extern int	presence_sweep_interval_ms;
+extern int	presence_worker_ttl_s;
+extern int	presence_batch_size;
+
+/* Shared memory kept only when preloaded (presence.c). */
+extern void presence_note_bound_worker_exit(void);
+extern uint64 presence_bound_worker_exits(void);
+
+/*
+ * A query against the extension's tables, prepared once per backend.  The
+ * text names tables as %1$s.table; %1$s becomes the extension's schema.
+ */
+typedef struct PresenceQuery
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[10];
+	SPIPlanPtr	plan;
+	uint64		generation;
+} PresenceQuery;
+
+/* The columns of tep_presence, in table order, as every query reads them. */
+#define PRESENCE_ENTRY_COLUMNS \
+	"worker_id, topic, fd, principal_id, kind, agent_id, since_ts, " \
+	"status_state, status_note, status_until"
+
+/* query.c */
+extern bool presence_extension_present(void);
+extern SPIPlanPtr presence_plan(PresenceQuery *query);
+extern int	presence_execute(PresenceQuery *query, Datum *values,
+							 const char *nulls, bool read_only, long count);
+
+/* A tep_presence row as read back from SPI (all strings palloc'd). */
+typedef struct PresenceEntry
+{
+	char	   *worker_id;
+	char	   *topic;
+	int32		fd;
+	char	   *principal_id;
+	char	   *kind;
+	char	   *agent_id;
+	int64		since_ts;
+	char	   *status_state;
+	char	   *status_note;
+	int64		status_until;
+} PresenceEntry;
+
+/* diff.c */
+typedef enum PresenceDiffKind
+{
+	PRESENCE_DIFF_JOIN,
+	PRESENCE_DIFF_LEAVE,
+	PRESENCE_DIFF_STATUS
+} PresenceDiffKind;
+
+extern void presence_entry_from_tuple(PresenceEntry *entry, HeapTuple tuple,
+									  TupleDesc tupdesc);
+extern void presence_append_entry_fields(StringInfo buf,
+										 const PresenceEntry *entry);
+extern char *presence_encode_diff(PresenceDiffKind kind,
+								  const PresenceEntry *entry, int64 seq);
+extern void presence_check_diff_fits(const PresenceEntry *entry);
+extern void presence_notify(const char *payload);
+extern bool presence_change_one(PresenceDiffKind kind, const char *topic,
+								PresenceQuery *change, Datum *values,
+								const char *nulls, PresenceEntry *changed);
+extern int	presence_change_locked(PresenceDiffKind kind,
+								   PresenceQuery *candidates,
+								   PresenceQuery *change,
+								   Datum *values, const char *nulls,
+								   int nvalues, int limit, bool *more);
+
+/* entry.c */
+extern char *presence_text_arg(FunctionCallInfo fcinfo, int argno,
+							   const char *argname, bool allow_empty,
+							   int max_bytes);
+extern int64 presence_now_s(void);
+extern int	presence_drop_entries(const char *worker_id, int32 fd, int limit,
+								  bool *more);
+extern int	presence_sweep_batch(int limit, bool *more);
+
+/* liveness.c */
+extern char *presence_worker_arg(FunctionCallInfo fcinfo, int argno);
+extern bool presence_is_connection_worker(const char *worker_id);
+extern void presence_watch_connection_exit(void);
+extern int	presence_prune_batch(int limit, bool check_bound_backends,
+								 bool *more);
+
+/* bgworker.c */
+extern void presence_register_bgworker(void);
+extern PGDLLEXPORT void presence_bgworker_main(Datum main_arg);
+
+#endif							/* PRESENCE_H */

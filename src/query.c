@@ -1,0 +1,167 @@
+/*
+ * query.c
+ *		Queries against the extension's tables, prepared once per backend
+ *		and kept with SPI_keepplan.
+ *
+ * Query texts name every table with the extension's schema, so neither a
+ * caller's search_path nor a temp table can redirect them.  The schema is
+ * looked up once; when the relcache says one of our tables changed (DROP
+ * and CREATE EXTENSION, possibly in another schema), every plan is
+ * prepared again on its next use.
+ */
+#include "presence.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "utils/fmgroids.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#define PRESENCE_TABLE_COUNT 3
+
+static const char *const presence_table_names[PRESENCE_TABLE_COUNT] = {
+	"tep_presence", "tep_presence_worker", "presence_topic_seq"
+};
+
+static char *schema_prefix = NULL;
+static Oid	table_oids[PRESENCE_TABLE_COUNT];
+static uint64 plan_generation = 1;
+static bool callback_registered = false;
+
+/*
+ * Relcache callback: forget the schema and age every plan when one of our
+ * tables (or the whole relcache) is invalidated.
+ */
+static void
+presence_relcache_callback(Datum arg, Oid relid)
+{
+	bool		ours = (relid == InvalidOid);
+
+	for (int i = 0; i < PRESENCE_TABLE_COUNT && !ours; i++)
+		ours = (table_oids[i] == relid);
+	if (!ours || schema_prefix == NULL)
+		return;
+
+	pfree(schema_prefix);
+	schema_prefix = NULL;
+	plan_generation++;
+}
+
+/*
+ * True when the extension exists in the current database.
+ */
+bool
+presence_extension_present(void)
+{
+	return OidIsValid(get_extension_oid("presence", true));
+}
+
+#if PG_VERSION_NUM < 160000
+/*
+ * The extension's schema; PostgreSQL exports this lookup from version 16.
+ */
+static Oid
+get_extension_schema(Oid extension_oid)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			schema = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extension_oid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return schema;
+}
+#endif
+
+/*
+ * Look up the extension's schema and table oids.
+ */
+static void
+presence_lookup_schema(void)
+{
+	Oid			namespace_oid;
+	char	   *namespace_name;
+
+	namespace_oid = get_extension_schema(get_extension_oid("presence", false));
+	namespace_name = get_namespace_name(namespace_oid);
+	if (namespace_name == NULL)
+		elog(ERROR, "schema of extension \"presence\" not found");
+
+	for (int i = 0; i < PRESENCE_TABLE_COUNT; i++)
+		table_oids[i] = get_relname_relid(presence_table_names[i],
+										  namespace_oid);
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(presence_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	schema_prefix = MemoryContextStrdup(TopMemoryContext,
+										quote_identifier(namespace_name));
+}
+
+/*
+ * The query's plan, prepared on first use (and after an invalidation).
+ */
+SPIPlanPtr
+presence_plan(PresenceQuery *query)
+{
+	char	   *sql;
+	SPIPlanPtr	plan;
+
+	if (query->plan != NULL && query->generation == plan_generation)
+		return query->plan;
+
+	if (query->plan != NULL)
+	{
+		SPI_freeplan(query->plan);
+		query->plan = NULL;
+	}
+	if (schema_prefix == NULL)
+		presence_lookup_schema();
+
+	sql = psprintf(query->sql, schema_prefix);
+	plan = SPI_prepare(sql, query->nargs, (Oid *) query->argtypes);
+	if (plan == NULL)
+		elog(ERROR, "presence: SPI_prepare failed: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "presence: SPI_keepplan failed");
+	pfree(sql);
+
+	query->plan = plan;
+	query->generation = plan_generation;
+	return plan;
+}
+
+/*
+ * Execute the query's kept plan; returns the SPI result code.
+ */
+int
+presence_execute(PresenceQuery *query, Datum *values, const char *nulls,
+				 bool read_only, long count)
+{
+	int			rc;
+
+	rc = SPI_execute_plan(presence_plan(query), values, nulls, read_only,
+						  count);
+	if (rc < 0)
+		elog(ERROR, "presence: query failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
