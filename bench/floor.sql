@@ -29,3 +29,11 @@ CREATE TABLE floor.tep_presence (
 );
 CREATE INDEX ON floor.tep_presence (worker_id, fd);
 CREATE INDEX ON floor.tep_presence (status_until) WHERE status_until > 0;
+
+-- Only for the diagnostic sides (write_floor_notify, write_sql): the
+-- per-topic seq, so one SQL statement per operation can do everything the
+-- extension does.
+CREATE TABLE floor.presence_topic_seq (
+    topic text   PRIMARY KEY,
+    seq   bigint NOT NULL CHECK (seq >= 0)
+);

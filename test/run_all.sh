@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Runs every test suite of presence: the README's test command, called by
+# .ci/run.  Installs what it needs, builds and installs the extension, starts
+# its own clusters (as the postgres user), stops them, and ends with one
+# line "N passed, N failed" summing all suites.  Exits non-zero on any
+# failure.
+set -u
+PRESENCE_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$PRESENCE_ROOT"
+. test/lib/deps.sh
+. test/lib/cluster.sh
+
+ensure_packages "${PRESENCE_BUILD_PACKAGES[@]}" || exit 1
+build_and_install || { echo "build failed" >&2; exit 1; }
+
+OUT=$PRESENCE_ROOT/test/out
+rm -rf "$OUT"
+mkdir -p "$OUT"
+total_passed=0
+total_failed=0
+summary=()
+
+# record SUITE PASSED FAILED
+record() {
+	total_passed=$((total_passed + $2))
+	total_failed=$((total_failed + $3))
+	summary+=("$(printf '%-12s %4d passed, %d failed' "$1" "$2" "$3")")
+}
+
+# pg_regress and pg_isolation_regress end with "All N tests passed." or
+# "M of N tests failed."; a run that printed neither counts as one failure.
+record_regress() {
+	local suite=$1 log=$2 rc=$3 dir=$4 n m
+	if n=$(grep -oE 'All [0-9]+ tests passed' "$log" | grep -oE '[0-9]+'); then
+		record "$suite" "$n" 0
+	elif read -r m n < <(grep -oE '[0-9]+ of [0-9]+ tests failed' "$log" | grep -oE '[0-9]+' | xargs); then
+		record "$suite" $((n - m)) "$m"
+	else
+		record "$suite" 0 1
+	fi
+	if [ "$rc" != 0 ]; then
+		cat "$log"
+		[ -f "$dir/regression.diffs" ] && head -n 200 "$dir/regression.diffs"
+	fi
+}
+
+# A suite script whose last line is "N passed, N failed".
+record_script() {
+	local suite=$1 log=$2 rc=$3 line
+	line=$(tail -n 1 "$log")
+	if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		local p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]}
+		((rc != 0 && f == 0)) && f=1
+		record "$suite" "$p" "$f"
+	else
+		record "$suite" 0 1
+	fi
+	((rc == 0)) || tail -n 60 "$log"
+}
+
+SQL_CLUSTER=/tmp/presence-regress
+trap 'cluster_stop $SQL_CLUSTER' EXIT
+cluster_start "$SQL_CLUSTER" 55432 || exit 1
+
+# 1. pg_regress: sql/ and expected/.
+echo "== pg_regress"
+mkdir -p "$OUT/regress" "$OUT/isolation"
+make -s installcheck REGRESS_OPTS="--load-extension=presence --outputdir=$OUT/regress" \
+	>"$OUT/regress.log" 2>&1
+record_regress regress "$OUT/regress.log" $? "$OUT/regress"
+
+# 2. Isolation specs: test/isolation/specs and test/isolation/expected.
+echo "== isolation"
+specs=$(ls test/isolation/specs/*.spec 2>/dev/null | xargs -n1 basename 2>/dev/null | sed 's/\.spec$//')
+if [ -n "$specs" ]; then
+	"$(pg_config --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress" \
+		--inputdir=test/isolation --outputdir="$OUT/isolation" \
+		--bindir="$(pg_config --bindir)" --load-extension=presence \
+		--dbname=isolation_regression $specs >"$OUT/isolation.log" 2>&1
+	record_regress isolation "$OUT/isolation.log" $? "$OUT/isolation"
+else
+	record isolation 0 1
+fi
+
+# 3. pgTAP properties, with pg_prove.
+echo "== pgtap"
+psql -Xq -c 'DROP DATABASE IF EXISTS presence_tap' -c 'CREATE DATABASE presence_tap' &&
+	psql -Xq -d presence_tap -c 'CREATE EXTENSION presence' -c 'CREATE EXTENSION pgtap'
+pg_prove -d presence_tap test/pgtap/*.sql >"$OUT/pgtap.log" 2>&1
+rc=$?
+tests=$(grep -oE 'Tests=[0-9]+' "$OUT/pgtap.log" | grep -oE '[0-9]+' || echo 0)
+failed=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$OUT/pgtap.log" | awk '{split($2,a,"/"); s+=a[1]} END {print s+0}')
+((rc != 0 && failed == 0)) && failed=1
+record pgtap $((tests - failed)) "$failed"
+((rc == 0)) || cat "$OUT/pgtap.log"
+
+cluster_stop "$SQL_CLUSTER"
+
+# 4. Integration: the background worker on a preloaded cluster over time.
+echo "== integration"
+bash test/integration/run.sh >"$OUT/integration.log" 2>&1
+record_script integration "$OUT/integration.log" $?
+
+# 5. End to end: two gateways and pages in headless Chromium.
+echo "== e2e"
+bash test/e2e/run.sh >"$OUT/e2e.log" 2>&1
+record_script e2e "$OUT/e2e.log" $?
+
+printf '%s\n' "${summary[@]}"
+echo "$total_passed passed, $total_failed failed"
+((total_failed == 0))
