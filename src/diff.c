@@ -3,19 +3,23 @@
  *		Diff encoding (Tep's wire format), NOTIFY, and the per-topic seq
  *		that orders diffs.
  *
- * Every change to entries runs under the row lock of its topic's seq row,
- * taken before the entry is touched and held to commit.  Writers of one
- * topic therefore commit one after the other, each with the next seq, and
- * NOTIFY queues their diffs in commit order: listeners see 1, 2, 3...
- * Changes spanning several topics lock them in byte order of the topic, so
- * two of them cannot deadlock.
+ * Every change to a topic's entries first takes the topic's lock: a
+ * transaction-scoped heavyweight lock keyed by a hash of the topic, held to
+ * commit.  Writers of one topic therefore commit one after the other, each
+ * reading the seq its predecessor committed, and NOTIFY queues their diffs
+ * in commit order: listeners see 1, 2, 3...  A change spanning topics takes
+ * their locks in key order, so two of them cannot deadlock.  Taking the lock
+ * in C lets one statement both change the entry and advance the seq.
  */
 #include "presence.h"
 
 #include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "common/hashfn.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "storage/itemptr.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -23,31 +27,26 @@
 /* async.c's NOTIFY_PAYLOAD_MAX_LENGTH: payloads must be shorter. */
 #define PRESENCE_NOTIFY_MAX_BYTES (BLCKSZ - NAMEDATALEN - 128)
 
+/*
+ * Topic locks are advisory-type locks with this objsubid in pg_locks; SQL's
+ * pg_advisory_lock uses 1 and 2, so an application's own keys never
+ * collide with ours.
+ */
+#define PRESENCE_TOPIC_LOCK_SUBID 0x7072
+
 #define DIFF_TOPIC_PREFIX "presence:"
 
 static const char *const diff_kind_names[] = {"join", "leave", "status"};
 
-static PresenceQuery advance_seq_query = {
-	"INSERT INTO %1$s.presence_topic_seq AS s (topic, seq) VALUES ($1, 1) "
-	"ON CONFLICT (topic) DO UPDATE SET seq = s.seq + 1 RETURNING s.seq",
-	1, {TEXTOID}
-};
-
-static PresenceQuery lock_seq_query = {
-	"INSERT INTO %1$s.presence_topic_seq AS s (topic, seq) VALUES ($1, 0) "
-	"ON CONFLICT (topic) DO UPDATE SET seq = s.seq RETURNING s.seq",
-	1, {TEXTOID}
-};
-
-static PresenceQuery undo_seq_query = {
-	"UPDATE %1$s.presence_topic_seq SET seq = seq - 1 WHERE topic = $1",
-	1, {TEXTOID}
+static PresenceQuery read_seqs_query = {
+	"SELECT topic, seq FROM %1$s.presence_topic_seq WHERE topic" EQ "ANY ($1)",
+	1, {TEXTARRAYOID}
 };
 
 static PresenceQuery store_seqs_query = {
-	"UPDATE %1$s.presence_topic_seq AS s SET seq = v.seq "
-	"FROM unnest($1::text[], $2::int8[]) AS v(topic, seq) "
-	"WHERE s.topic = v.topic",
+	"INSERT INTO %1$s.presence_topic_seq AS s (topic, seq)"
+	" SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
+	" ON CONFLICT (topic) DO UPDATE SET seq = excluded.seq",
 	2, {TEXTARRAYOID, INT8ARRAYOID}
 };
 
@@ -167,45 +166,70 @@ presence_notify(const char *payload)
 	Async_Notify(presence_channel, payload);
 }
 
-static int64
-first_column_int64(void)
+static uint64
+topic_lock_key(const char *topic)
 {
-	bool		isnull;
+	return hash_bytes_extended((const unsigned char *) topic, strlen(topic), 0);
+}
 
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+static int
+compare_keys(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Take the locks of these topics, in key order, until the transaction ends.
+ */
+static void
+lock_topics(char **topics, int ntopics)
+{
+	uint64	   *keys = palloc(ntopics * sizeof(uint64));
+
+	for (int i = 0; i < ntopics; i++)
+		keys[i] = topic_lock_key(topics[i]);
+	qsort(keys, ntopics, sizeof(uint64), compare_keys);
+	for (int i = 0; i < ntopics; i++)
+	{
+		LOCKTAG		tag;
+
+		if (i > 0 && keys[i] == keys[i - 1])
+			continue;
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (keys[i] >> 32),
+							 (uint32) keys[i], PRESENCE_TOPIC_LOCK_SUBID);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
+	pfree(keys);
 }
 
 /*
  * Change at most one entry of one topic under the topic's lock, and emit
- * its diff.  The seq is advanced before the change (taking the lock) and
- * given back when nothing changed.  Returns whether an entry changed;
- * when so and `changed` is given, the entry is stored there.
+ * its diff.  The query is a PRESENCE_CHANGE_ONE statement: it returns the
+ * changed entry and the topic's advanced seq, or nothing.  Returns whether
+ * an entry changed.
  */
 bool
 presence_change_one(PresenceDiffKind kind, const char *topic,
-					PresenceQuery *change, Datum *values, const char *nulls,
-					PresenceEntry *changed)
+					PresenceQuery *change, Datum *values, const char *nulls)
 {
-	Datum		topic_arg = CStringGetTextDatum(topic);
-	int64		seq;
 	PresenceEntry entry;
+	bool		isnull;
+	int64		seq;
 
-	presence_execute(&advance_seq_query, &topic_arg, NULL, false, 0);
-	seq = first_column_int64();
-
+	lock_topics((char **) &topic, 1);
 	presence_execute(change, values, nulls, false, 0);
 	if (SPI_processed == 0)
-	{
-		presence_execute(&undo_seq_query, &topic_arg, NULL, false, 0);
 		return false;
-	}
 
 	presence_entry_from_tuple(&entry, SPI_tuptable->vals[0],
 							  SPI_tuptable->tupdesc);
+	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc,
+									  PRESENCE_ENTRY_NATTS + 1, &isnull));
 	presence_notify(presence_encode_diff(kind, &entry, seq));
-	if (changed)
-		*changed = entry;
 	return true;
 }
 
@@ -238,8 +262,8 @@ compare_entries(const void *a, const void *b)
  * each.
  *
  * `candidates` takes the caller's values then a bigint limit, and returns
- * (ctid, topic) of the entries to change.  Their topics are locked in byte
- * order; then `change` runs with (tid[], topic[], the caller's values...),
+ * (ctid, topic) of the entries to change.  Their topics are locked; then
+ * `change` runs with (tid[], topic[], the caller's values...),
  * re-checking its condition, and returns the changed rows.  *more tells
  * whether the limit was reached, so the caller should call again.
  */
@@ -258,6 +282,7 @@ presence_change_locked(PresenceDiffKind kind, PresenceQuery *candidates,
 	Datum	   *topic_datums;
 	int64	   *seqs;
 	Datum	   *seq_datums;
+	Datum		topic_array;
 	int			ntopics;
 	uint64		nchanged;
 	PresenceEntry *entries;
@@ -295,27 +320,42 @@ presence_change_locked(PresenceDiffKind kind, PresenceQuery *candidates,
 	}
 	SPI_freetuptable(found);
 
-	/* Distinct topics in byte order: the lock order of every caller. */
+	/* Distinct topics, sorted for bsearch. */
 	qsort(topics, nfound, sizeof(char *), compare_strings);
 	ntopics = 0;
 	for (uint64 i = 0; i < nfound; i++)
 		if (ntopics == 0 || strcmp(topics[ntopics - 1], topics[i]) != 0)
 			topics[ntopics++] = topics[i];
 
+	lock_topics(topics, ntopics);
+
+	/* Each topic's current seq, read under its lock; 0 when it has none. */
 	topic_datums = palloc(ntopics * sizeof(Datum));
-	seqs = palloc(ntopics * sizeof(int64));
+	seqs = palloc0(ntopics * sizeof(int64));
 	for (int i = 0; i < ntopics; i++)
-	{
 		topic_datums[i] = CStringGetTextDatum(topics[i]);
-		presence_execute(&lock_seq_query, &topic_datums[i], NULL, false, 0);
-		seqs[i] = first_column_int64();
+	args[0] = PointerGetDatum(construct_array(topic_datums, ntopics, TEXTOID,
+											  -1, false, TYPALIGN_INT));
+	presence_execute(&read_seqs_query, args, NULL, false, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		char	   *topic = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[i],
+															  SPI_tuptable->tupdesc,
+															  1, &isnull));
+		char	  **slot = bsearch(&topic, topics, ntopics, sizeof(char *),
+								   compare_strings);
+
+		seqs[slot - topics] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc,
+														  2, &isnull));
 	}
+	topic_array = args[0];
 
 	args[0] = PointerGetDatum(construct_array(tid_datums, (int) nfound, TIDOID,
 											  sizeof(ItemPointerData), false,
 											  TYPALIGN_SHORT));
-	args[1] = PointerGetDatum(construct_array(topic_datums, ntopics, TEXTOID,
-											  -1, false, TYPALIGN_INT));
+	args[1] = topic_array;
 	arg_nulls[0] = arg_nulls[1] = ' ';
 	for (int i = 0; i < nvalues; i++)
 	{
@@ -338,7 +378,11 @@ presence_change_locked(PresenceDiffKind kind, PresenceQuery *candidates,
 	{
 		char	  **slot = bsearch(&entries[i].topic, topics, ntopics,
 								   sizeof(char *), compare_strings);
-		int			t = (int) (slot - topics);
+		int			t;
+
+		if (slot == NULL)
+			elog(ERROR, "presence: changed an entry of a topic not locked");
+		t = (int) (slot - topics);
 
 		seqs[t]++;
 		presence_notify(presence_encode_diff(kind, &entries[i], seqs[t]));
@@ -347,7 +391,7 @@ presence_change_locked(PresenceDiffKind kind, PresenceQuery *candidates,
 	seq_datums = palloc(ntopics * sizeof(Datum));
 	for (int i = 0; i < ntopics; i++)
 		seq_datums[i] = Int64GetDatum(seqs[i]);
-	store_args[0] = args[1];
+	store_args[0] = topic_array;
 	store_args[1] = PointerGetDatum(construct_array(seq_datums, ntopics,
 													INT8OID, sizeof(int64),
 													FLOAT8PASSBYVAL,

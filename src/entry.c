@@ -33,113 +33,123 @@ PG_FUNCTION_INFO_V1(presence_sweep_expired_status);
 PG_FUNCTION_INFO_V1(presence_clear);
 PG_FUNCTION_INFO_V1(presence_diff_topic);
 PG_FUNCTION_INFO_V1(presence_snapshot);
+PG_FUNCTION_INFO_V1(presence_entry_is_valid);
 
 #define ENTRY_ORDER " ORDER BY since_ts, worker_id, fd"
 
-/* Registers an unknown worker on first use, in the same statement. */
+/*
+ * Registers an unknown worker on first use, in the same statement.  The
+ * NOT EXISTS keeps a known worker from reaching the insert at all, where
+ * the worker table's CHECKs would be prepared for nothing.
+ */
 static PresenceQuery track_query = {
-	"WITH registered AS ("
-	" INSERT INTO %1$s.tep_presence_worker"
-	" (worker_id, last_seen_ts, backend_pid, backend_start)"
-	" VALUES ($1, $7, $8, $9) ON CONFLICT (worker_id) DO NOTHING)"
-	" INSERT INTO %1$s.tep_presence"
-	" (worker_id, topic, fd, principal_id, kind, agent_id, since_ts)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7)"
-	" ON CONFLICT (topic, worker_id, fd) DO NOTHING"
-	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	PRESENCE_CHANGE_ONE("registered AS ("
+						" INSERT INTO %1$s.tep_presence_worker"
+						" (worker_id, last_seen_ts, backend_pid, backend_start)"
+						" SELECT $1, $7, $8, $9 WHERE NOT EXISTS"
+						" (SELECT 1 FROM %1$s.tep_presence_worker"
+						"  WHERE worker_id OPERATOR(pg_catalog.=) $1)"
+						" ON CONFLICT (worker_id) DO NOTHING), ",
+						"INSERT INTO %1$s.tep_presence"
+						" (worker_id, topic, fd, principal_id, kind, agent_id,"
+						" since_ts) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+						" ON CONFLICT (topic, worker_id, fd) DO NOTHING"),
 	9, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
 	INT4OID, TIMESTAMPTZOID}
 };
 
 static PresenceQuery untrack_query = {
-	"DELETE FROM %1$s.tep_presence"
-	" WHERE topic = $1 AND worker_id = $2 AND fd = $3"
-	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	PRESENCE_CHANGE_ONE("",
+						"DELETE FROM %1$s.tep_presence"
+						" WHERE topic" EQ "$1 AND worker_id" EQ "$2 AND fd" EQ "$3"),
 	3, {TEXTOID, TEXTOID, INT4OID}
 };
 
 static PresenceQuery set_status_query = {
-	"UPDATE %1$s.tep_presence"
-	" SET status_state = $4, status_note = $5, status_until = $6"
-	" WHERE topic = $1 AND worker_id = $2 AND fd = $3"
-	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	PRESENCE_CHANGE_ONE("",
+						"UPDATE %1$s.tep_presence"
+						" SET status_state = $4, status_note = $5,"
+						" status_until = $6"
+						" WHERE topic" EQ "$1 AND worker_id" EQ "$2 AND fd" EQ "$3"),
 	6, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, INT8OID}
 };
 
 static PresenceQuery list_query = {
 	"SELECT " PRESENCE_ENTRY_COLUMNS " FROM %1$s.tep_presence"
-	" WHERE topic = $1 AND worker_id = $2" ENTRY_ORDER,
+	" WHERE topic" EQ "$1 AND worker_id" EQ "$2" ENTRY_ORDER,
 	2, {TEXTOID, TEXTOID}
 };
 
 static PresenceQuery list_global_query = {
 	"SELECT " PRESENCE_ENTRY_COLUMNS " FROM %1$s.tep_presence"
-	" WHERE topic = $1" ENTRY_ORDER,
+	" WHERE topic" EQ "$1" ENTRY_ORDER,
 	1, {TEXTOID}
 };
 
-#define COUNT_COLUMNS "count(*), count(*) FILTER (WHERE kind = 'human')," \
-	" count(*) FILTER (WHERE kind = 'agent_for')"
+#define COUNT_COLUMNS "pg_catalog.count(*)," \
+	" pg_catalog.count(*) FILTER (WHERE kind" EQ "'human')," \
+	" pg_catalog.count(*) FILTER (WHERE kind" EQ "'agent_for')"
 
 static PresenceQuery count_query = {
 	"SELECT " COUNT_COLUMNS " FROM %1$s.tep_presence"
-	" WHERE topic = $1 AND worker_id = $2",
+	" WHERE topic" EQ "$1 AND worker_id" EQ "$2",
 	2, {TEXTOID, TEXTOID}
 };
 
 static PresenceQuery count_global_query = {
-	"SELECT " COUNT_COLUMNS " FROM %1$s.tep_presence WHERE topic = $1",
+	"SELECT " COUNT_COLUMNS " FROM %1$s.tep_presence WHERE topic" EQ "$1",
 	1, {TEXTOID}
 };
 
 static PresenceQuery find_query = {
 	"SELECT " PRESENCE_ENTRY_COLUMNS " FROM %1$s.tep_presence"
-	" WHERE topic = $1 AND worker_id = $2 AND fd = $3",
+	" WHERE topic" EQ "$1 AND worker_id" EQ "$2 AND fd" EQ "$3",
 	3, {TEXTOID, TEXTOID, INT4OID}
 };
 
 static PresenceQuery topic_seq_query = {
-	"SELECT seq FROM %1$s.presence_topic_seq WHERE topic = $1",
+	"SELECT seq FROM %1$s.presence_topic_seq WHERE topic" EQ "$1",
 	1, {TEXTOID}
 };
 
 static PresenceQuery expired_candidates_query = {
 	"SELECT ctid, topic FROM %1$s.tep_presence"
-	" WHERE status_until > 0 AND status_until <= $1 LIMIT $2",
+	" WHERE status_until" GT "0 AND status_until" LE "$1 LIMIT $2",
 	2, {INT8OID, INT8OID}
 };
 
 static PresenceQuery reset_expired_query = {
 	"UPDATE %1$s.tep_presence"
 	" SET status_state = 'available', status_note = '', status_until = 0"
-	" WHERE ctid = ANY ($1) AND topic = ANY ($2)"
-	" AND status_until > 0 AND status_until <= $3"
+	" WHERE ctid" EQ "ANY ($1) AND topic" EQ "ANY ($2)"
+	" AND status_until" GT "0 AND status_until" LE "$3"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
 	3, {TIDARRAYOID, TEXTARRAYOID, INT8OID}
 };
 
 static PresenceQuery worker_candidates_query = {
-	"SELECT ctid, topic FROM %1$s.tep_presence WHERE worker_id = $1 LIMIT $2",
+	"SELECT ctid, topic FROM %1$s.tep_presence WHERE worker_id" EQ "$1 LIMIT $2",
 	2, {TEXTOID, INT8OID}
 };
 
 static PresenceQuery drop_worker_query = {
 	"DELETE FROM %1$s.tep_presence"
-	" WHERE ctid = ANY ($1) AND topic = ANY ($2) AND worker_id = $3"
+	" WHERE ctid" EQ "ANY ($1) AND topic" EQ "ANY ($2)"
+	" AND worker_id" EQ "$3"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
 	3, {TIDARRAYOID, TEXTARRAYOID, TEXTOID}
 };
 
 static PresenceQuery fd_candidates_query = {
 	"SELECT ctid, topic FROM %1$s.tep_presence"
-	" WHERE worker_id = $1 AND fd = $2 LIMIT $3",
+	" WHERE worker_id" EQ "$1 AND fd" EQ "$2 LIMIT $3",
 	3, {TEXTOID, INT4OID, INT8OID}
 };
 
 static PresenceQuery drop_fd_query = {
 	"DELETE FROM %1$s.tep_presence"
-	" WHERE ctid = ANY ($1) AND topic = ANY ($2)"
-	" AND worker_id = $3 AND fd = $4"
+	" WHERE ctid" EQ "ANY ($1) AND topic" EQ "ANY ($2)"
+	" AND worker_id" EQ "$3 AND fd" EQ "$4"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
 	4, {TIDARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID}
 };
@@ -171,6 +181,42 @@ presence_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname,
 				 errmsg("%s must be at most %d bytes", argname, max_bytes),
 				 errdetail("It is %d bytes.", bytes)));
 	return text_to_cstring(value);
+}
+
+/*
+ * SPEC's rule for kind and agent_id: NULL when they agree, else the reason.
+ */
+static const char *
+kind_violation(const char *kind, const char *agent_id)
+{
+	if (strcmp(kind, "human") == 0)
+		return agent_id[0] == '\0' ? NULL :
+			"agent_id must be empty when kind is 'human'";
+	if (strcmp(kind, "agent_for") == 0)
+		return agent_id[0] != '\0' ? NULL :
+			"agent_id must not be empty when kind is 'agent_for'";
+	return "kind must be 'human' or 'agent_for'";
+}
+
+static bool
+state_is_valid(const char *state)
+{
+	return strcmp(state, "available") == 0 || strcmp(state, "busy") == 0 ||
+		strcmp(state, "blocked") == 0;
+}
+
+/*
+ * presence_entry_is_valid(kind, agent_id, status_state): the CHECK of
+ * tep_presence, so that rows Tep writes directly follow the same rules.
+ */
+Datum
+presence_entry_is_valid(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	PG_RETURN_BOOL(kind_violation(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+								  text_to_cstring(PG_GETARG_TEXT_PP(1))) == NULL &&
+				   state_is_valid(text_to_cstring(PG_GETARG_TEXT_PP(2))));
 }
 
 static char *
@@ -224,6 +270,7 @@ presence_track(PG_FUNCTION_ARGS)
 	PresenceEntry entry;
 	Datum		values[9];
 	char		nulls[9] = "         ";
+	const char *violation;
 	bool		added;
 
 	entry.topic = topic_arg(fcinfo, 0);
@@ -236,19 +283,13 @@ presence_track(PG_FUNCTION_ARGS)
 									   PRESENCE_MAX_NAME_BYTES);
 	entry.worker_id = presence_worker_arg(fcinfo, 5);
 
-	if (strcmp(entry.kind, "human") != 0 && strcmp(entry.kind, "agent_for") != 0)
+	violation = kind_violation(entry.kind, entry.agent_id);
+	if (violation != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("kind must be 'human' or 'agent_for', not \"%s\"",
-						entry.kind)));
-	if (strcmp(entry.kind, "agent_for") == 0 && entry.agent_id[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("agent_id must not be empty when kind is 'agent_for'")));
-	if (strcmp(entry.kind, "human") == 0 && entry.agent_id[0] != '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("agent_id must be empty when kind is 'human'")));
+				 errmsg("%s", violation),
+				 errdetail("kind is \"%s\", agent_id is \"%s\".",
+						   entry.kind, entry.agent_id)));
 
 	entry.since_ts = presence_now_s();
 	entry.status_state = "available";
@@ -274,7 +315,7 @@ presence_track(PG_FUNCTION_ARGS)
 
 	connect_spi();
 	added = presence_change_one(PRESENCE_DIFF_JOIN, entry.topic, &track_query,
-								values, nulls, NULL);
+								values, nulls);
 	SPI_finish();
 	PG_RETURN_BOOL(added);
 }
@@ -297,7 +338,7 @@ change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
 		values[3 + i] = extra[i];
 
 	connect_spi();
-	changed = presence_change_one(kind, topic, query, values, NULL, NULL);
+	changed = presence_change_one(kind, topic, query, values, NULL);
 	SPI_finish();
 	return changed;
 }
@@ -505,8 +546,7 @@ presence_set_status(PG_FUNCTION_ARGS)
 	char	   *worker_id = presence_worker_arg(fcinfo, 5);
 	Datum		extra[3];
 
-	if (strcmp(state, "available") != 0 && strcmp(state, "busy") != 0 &&
-		strcmp(state, "blocked") != 0)
+	if (!state_is_valid(state))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("state must be 'available', 'busy' or 'blocked', not \"%s\"",

@@ -27,14 +27,14 @@ PG_FUNCTION_INFO_V1(presence_prune_dead_workers);
 
 /* A bound worker is alive while a backend with its pid and start runs. */
 #define BACKEND_ALIVE(w) \
-	"EXISTS (SELECT 1 FROM pg_stat_get_activity(NULL) AS a" \
-	" WHERE a.pid = " w ".backend_pid" \
-	" AND a.backend_start = " w ".backend_start)"
+	"EXISTS (SELECT 1 FROM pg_catalog.pg_stat_get_activity(NULL) AS a" \
+	" WHERE a.pid" EQ w ".backend_pid" \
+	" AND a.backend_start" EQ w ".backend_start)"
 
 static PresenceQuery register_query = {
 	"INSERT INTO %1$s.tep_presence_worker AS w"
 	" (worker_id, last_seen_ts, backend_pid, backend_start, lease, lease_until)"
-	" VALUES ($1, $2, $3, $4, $5, clock_timestamp() + $5)"
+	" VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp()" PLUS "$5)"
 	" ON CONFLICT (worker_id) DO UPDATE SET"
 	" last_seen_ts = excluded.last_seen_ts,"
 	" backend_pid = excluded.backend_pid,"
@@ -46,30 +46,31 @@ static PresenceQuery register_query = {
 /* Returns whether the worker was still alive before this heartbeat. */
 static PresenceQuery heartbeat_query = {
 	"UPDATE %1$s.tep_presence_worker AS w"
-	" SET last_seen_ts = $2, lease_until = clock_timestamp() + w.lease"
+	" SET last_seen_ts = $2, lease_until = pg_catalog.clock_timestamp()" PLUS "w.lease"
 	" FROM (SELECT lease_until, last_seen_ts FROM %1$s.tep_presence_worker"
-	"       WHERE worker_id = $1) AS before"
-	" WHERE w.worker_id = $1"
+	"       WHERE worker_id" EQ "$1) AS before"
+	" WHERE w.worker_id" EQ "$1"
 	" RETURNING CASE WHEN w.backend_pid IS NOT NULL THEN true"
-	" WHEN w.lease IS NOT NULL THEN before.lease_until >= clock_timestamp()"
-	" ELSE before.last_seen_ts >= $3 END",
+	" WHEN w.lease IS NOT NULL THEN before.lease_until" GE
+	"pg_catalog.clock_timestamp()"
+	" ELSE before.last_seen_ts" GE "$3 END",
 	3, {TEXTOID, INT8OID, INT8OID}
 };
 
 static PresenceQuery unregister_query = {
-	"DELETE FROM %1$s.tep_presence_worker WHERE worker_id = $1",
+	"DELETE FROM %1$s.tep_presence_worker WHERE worker_id" EQ "$1",
 	1, {TEXTOID}
 };
 
 static PresenceQuery dead_leased_query = {
 	"SELECT worker_id FROM %1$s.tep_presence_worker"
-	" WHERE lease_until < clock_timestamp()",
+	" WHERE lease_until" LT "pg_catalog.clock_timestamp()",
 	0, {InvalidOid}
 };
 
 static PresenceQuery dead_heartbeat_query = {
 	"SELECT worker_id FROM %1$s.tep_presence_worker"
-	" WHERE backend_pid IS NULL AND lease IS NULL AND last_seen_ts < $1",
+	" WHERE backend_pid IS NULL AND lease IS NULL AND last_seen_ts" LT "$1",
 	1, {INT8OID}
 };
 
@@ -89,19 +90,20 @@ static PresenceQuery orphan_workers_query = {
 	" (SELECT worker_id FROM %1$s.tep_presence ORDER BY worker_id LIMIT 1)"
 	" UNION ALL"
 	" SELECT (SELECT p.worker_id FROM %1$s.tep_presence AS p"
-	"         WHERE p.worker_id > ids.worker_id ORDER BY p.worker_id LIMIT 1)"
+	"         WHERE p.worker_id" GT "ids.worker_id"
+	"         ORDER BY p.worker_id LIMIT 1)"
 	" FROM ids WHERE ids.worker_id IS NOT NULL)"
 	" SELECT worker_id FROM ids WHERE worker_id IS NOT NULL"
 	" AND NOT EXISTS (SELECT 1 FROM %1$s.tep_presence_worker AS w"
-	"                 WHERE w.worker_id = ids.worker_id)",
+	"                 WHERE w.worker_id" EQ "ids.worker_id)",
 	0, {InvalidOid}
 };
 
 /* Deletes the worker row only if it is still dead. */
 static PresenceQuery unregister_dead_query = {
-	"DELETE FROM %1$s.tep_presence_worker AS w WHERE worker_id = $1"
-	" AND (lease_until < clock_timestamp()"
-	" OR (backend_pid IS NULL AND lease IS NULL AND last_seen_ts < $2)"
+	"DELETE FROM %1$s.tep_presence_worker AS w WHERE worker_id" EQ "$1"
+	" AND (lease_until" LT "pg_catalog.clock_timestamp()"
+	" OR (backend_pid IS NULL AND lease IS NULL AND last_seen_ts" LT "$2)"
 	" OR (backend_pid IS NOT NULL AND NOT " BACKEND_ALIVE("w") "))",
 	2, {TEXTOID, INT8OID}
 };
@@ -112,7 +114,7 @@ static PresenceQuery unregister_dead_query = {
  */
 static PresenceQuery touch_bound_query = {
 	"UPDATE %1$s.tep_presence_worker AS w SET last_seen_ts = $1"
-	" WHERE backend_pid IS NOT NULL AND last_seen_ts < $2"
+	" WHERE backend_pid IS NOT NULL AND last_seen_ts" LT "$2"
 	" AND " BACKEND_ALIVE("w"),
 	2, {INT8OID, INT8OID}
 };

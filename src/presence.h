@@ -40,10 +40,37 @@ typedef struct PresenceQuery
 	uint64		generation;
 } PresenceQuery;
 
+/*
+ * Operators in query texts name their schema, like tables and functions do:
+ * the SQL functions run with the caller's search_path, and nothing a caller
+ * creates may be chosen instead of PostgreSQL's own.
+ */
+#define EQ " OPERATOR(pg_catalog.=) "
+#define LT " OPERATOR(pg_catalog.<) "
+#define LE " OPERATOR(pg_catalog.<=) "
+#define GT " OPERATOR(pg_catalog.>) "
+#define GE " OPERATOR(pg_catalog.>=) "
+#define PLUS " OPERATOR(pg_catalog.+) "
+
 /* The columns of tep_presence, in table order, as every query reads them. */
 #define PRESENCE_ENTRY_COLUMNS \
 	"worker_id, topic, fd, principal_id, kind, agent_id, since_ts, " \
 	"status_state, status_note, status_until"
+#define PRESENCE_ENTRY_NATTS 10
+
+/*
+ * A statement that changes at most one entry (its DML must end where a
+ * RETURNING clause can follow) and advances the topic's seq only if it did:
+ * it returns the entry's columns and the new seq, or no row.  `ctes` are
+ * extra common table expressions, each followed by a comma.
+ */
+#define PRESENCE_CHANGE_ONE(ctes, dml) \
+	"WITH " ctes "changed AS (" dml \
+	" RETURNING " PRESENCE_ENTRY_COLUMNS "), " \
+	"next AS (INSERT INTO %1$s.presence_topic_seq AS s (topic, seq)" \
+	" SELECT topic, 1 FROM changed" \
+	" ON CONFLICT (topic) DO UPDATE SET seq = s.seq" PLUS "1 RETURNING seq)" \
+	" SELECT changed.*, next.seq FROM changed, next"
 
 /* query.c */
 extern bool presence_extension_present(void);
@@ -84,7 +111,7 @@ extern void presence_check_diff_fits(const PresenceEntry *entry);
 extern void presence_notify(const char *payload);
 extern bool presence_change_one(PresenceDiffKind kind, const char *topic,
 								PresenceQuery *change, Datum *values,
-								const char *nulls, PresenceEntry *changed);
+								const char *nulls);
 extern int	presence_change_locked(PresenceDiffKind kind,
 								   PresenceQuery *candidates,
 								   PresenceQuery *change,
