@@ -265,7 +265,9 @@ compare_entries(const void *a, const void *b)
  * (ctid, topic) of the entries to change.  Their topics are locked; then
  * `change` runs with (tid[], topic[], the caller's values...),
  * re-checking its condition, and returns the changed rows.  *more tells
- * whether the limit was reached, so the caller should call again.
+ * the caller to call again: the limit was reached, or a candidate changed
+ * under us before its topic was locked (a new row version, a new ctid) and
+ * must be found again.
  */
 int
 presence_change_locked(PresenceDiffKind kind, PresenceQuery *candidates,
@@ -364,6 +366,8 @@ presence_change_locked(PresenceDiffKind kind, PresenceQuery *candidates,
 	}
 	presence_execute(change, args, arg_nulls, false, 0);
 	nchanged = SPI_processed;
+	if (nchanged < nfound)
+		*more = true;
 	if (nchanged == 0)
 		return 0;
 
