@@ -35,7 +35,8 @@ PG_FUNCTION_INFO_V1(presence_diff_topic);
 PG_FUNCTION_INFO_V1(presence_snapshot);
 PG_FUNCTION_INFO_V1(presence_entry_is_valid);
 
-#define ENTRY_ORDER " ORDER BY since_ts, worker_id, fd"
+/* Oldest first; ties in byte order, as the diffs of a batch go out. */
+#define ENTRY_ORDER " ORDER BY since_ts, worker_id COLLATE pg_catalog.\"C\", fd"
 
 /*
  * Registers an unknown worker on first use, in the same statement.  The

@@ -15,6 +15,7 @@
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -97,6 +98,20 @@ static PresenceQuery orphan_workers_query = {
 	" AND NOT EXISTS (SELECT 1 FROM %1$s.tep_presence_worker AS w"
 	"                 WHERE w.worker_id" EQ "ids.worker_id)",
 	0, {InvalidOid}
+};
+
+static PresenceQuery dead_entries_query = {
+	"SELECT ctid, topic FROM %1$s.tep_presence"
+	" WHERE worker_id" EQ "ANY ($1) LIMIT $2",
+	2, {TEXTARRAYOID, INT8OID}
+};
+
+static PresenceQuery drop_dead_entries_query = {
+	"DELETE FROM %1$s.tep_presence"
+	" WHERE ctid" EQ "ANY ($1) AND topic" EQ "ANY ($2)"
+	" AND worker_id" EQ "ANY ($3)"
+	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	3, {TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID}
 };
 
 /* Deletes the worker row only if it is still dead. */
@@ -348,10 +363,11 @@ collect_ids(List *ids, PresenceQuery *query, Datum *values)
 }
 
 /*
- * Remove up to `limit` entries of dead workers, with leave diffs, and the
- * rows of dead workers left with no entries.  Bound workers' backends are
- * checked only when check_bound_backends.  *more says whether the limit
- * was reached.
+ * Remove up to `limit` entries of dead workers, with leave diffs, and then
+ * the rows of the dead workers.  All of a batch's entries go through one
+ * locked change, so its topics are locked in one order, whatever workers
+ * they belong to.  Bound workers' backends are checked only when
+ * check_bound_backends.  *more says whether to call again.
  */
 int
 presence_prune_batch(int limit, bool check_bound_backends, bool *more)
@@ -360,8 +376,7 @@ presence_prune_batch(int limit, bool check_bound_backends, bool *more)
 	Datum		ttl_cutoff = Int64GetDatum(now_s - presence_worker_ttl_s);
 	Datum		touch_args[2];
 	List	   *dead = NIL;
-	ListCell   *lc;
-	int			total = 0;
+	int			dropped = 0;
 
 	*more = false;
 	dead = collect_ids(dead, &dead_leased_query, NULL);
@@ -370,28 +385,38 @@ presence_prune_batch(int limit, bool check_bound_backends, bool *more)
 		dead = collect_ids(dead, &dead_bound_query, NULL);
 	dead = collect_ids(dead, &orphan_workers_query, NULL);
 
-	foreach(lc, dead)
+	if (dead != NIL)
 	{
-		char	   *worker_id = lfirst(lc);
-		bool		worker_more;
-		Datum		values[2];
+		Datum	   *ids = palloc(list_length(dead) * sizeof(Datum));
+		Datum		id_array;
+		ListCell   *lc;
 
-		total += presence_drop_entries(worker_id, -1, limit - total,
-									   &worker_more);
-		if (worker_more)
-		{
-			*more = true;
-			return total;
-		}
-		values[0] = CStringGetTextDatum(worker_id);
-		values[1] = ttl_cutoff;
-		presence_execute(&unregister_dead_query, values, NULL, false, 0);
+		foreach(lc, dead)
+			ids[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
+		id_array = PointerGetDatum(construct_array(ids, list_length(dead),
+												   TEXTOID, -1, false,
+												   TYPALIGN_INT));
+		dropped = presence_change_locked(PRESENCE_DIFF_LEAVE,
+										 &dead_entries_query,
+										 &drop_dead_entries_query, &id_array,
+										 NULL, 1, limit, more);
+
+		/* Once their entries are gone, the dead workers' rows go too. */
+		if (!*more)
+			foreach(lc, dead)
+			{
+				Datum		values[2];
+
+				values[0] = ids[foreach_current_index(lc)];
+				values[1] = ttl_cutoff;
+				presence_execute(&unregister_dead_query, values, NULL, false, 0);
+			}
 	}
 
 	touch_args[0] = Int64GetDatum(now_s);
 	touch_args[1] = Int64GetDatum(now_s - presence_worker_ttl_s / 3);
 	presence_execute(&touch_bound_query, touch_args, NULL, false, 0);
-	return total;
+	return dropped;
 }
 
 /*

@@ -122,6 +122,16 @@ presence_bound_worker_exits(void)
 	return pg_atomic_read_u64(&presence_shared->bound_worker_exits);
 }
 
+static void
+reserve_guc_prefix(void)
+{
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("presence");
+#else
+	EmitWarningsOnPlaceholders("presence");
+#endif
+}
+
 void
 _PG_init(void)
 {
@@ -140,14 +150,6 @@ _PG_init(void)
 							   "",
 							   PGC_USERSET, 0,
 							   check_worker_id, NULL, NULL);
-
-	DefineCustomStringVariable("presence.database",
-							   "Database the presence background worker serves.",
-							   NULL,
-							   &presence_database,
-							   "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("presence.sweep_interval",
 							"Time between background worker ticks.",
@@ -173,14 +175,20 @@ _PG_init(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
-#if PG_VERSION_NUM >= 150000
-	MarkGUCPrefixReserved("presence");
-#else
-	EmitWarningsOnPlaceholders("presence");
-#endif
-
 	if (!process_shared_preload_libraries_in_progress)
+	{
+		reserve_guc_prefix();
 		return;
+	}
+
+	/* A postmaster setting can only be defined while preloading. */
+	DefineCustomStringVariable("presence.database",
+							   "Database the presence background worker serves.",
+							   NULL,
+							   &presence_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
 
 #if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
@@ -192,4 +200,5 @@ _PG_init(void)
 	shmem_startup_hook = presence_shmem_startup;
 
 	presence_register_bgworker();
+	reserve_guc_prefix();
 }
