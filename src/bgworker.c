@@ -50,7 +50,7 @@ begin_batch(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	if (!presence_extension_present())
+	if (!presence_lock_extension())
 	{
 		CommitTransactionCommand();
 		return false;

@@ -73,7 +73,7 @@ typedef struct PresenceQuery
 	" SELECT changed.*, next.seq FROM changed, next"
 
 /* query.c */
-extern bool presence_extension_present(void);
+extern bool presence_lock_extension(void);
 extern SPIPlanPtr presence_plan(PresenceQuery *query);
 extern int	presence_execute(PresenceQuery *query, Datum *values,
 							 const char *nulls, bool read_only, long count);

@@ -18,6 +18,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
+#include "storage/lmgr.h"
 #include "utils/fmgroids.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -55,12 +56,21 @@ presence_relcache_callback(Datum arg, Oid relid)
 }
 
 /*
- * True when the extension exists in the current database.
+ * True when the extension exists in the current database, and then it stays
+ * until the transaction ends: DROP EXTENSION first locks the extension
+ * exclusively, so it waits for our share lock, or we wait for it to commit
+ * and see the extension gone.  Without the lock a DROP could commit between
+ * the check and our first query.
  */
 bool
-presence_extension_present(void)
+presence_lock_extension(void)
 {
-	return OidIsValid(get_extension_oid("presence", true));
+	Oid			extension_oid = get_extension_oid("presence", true);
+
+	if (!OidIsValid(extension_oid))
+		return false;
+	LockDatabaseObject(ExtensionRelationId, extension_oid, 0, AccessShareLock);
+	return get_extension_oid("presence", true) == extension_oid;
 }
 
 #if PG_VERSION_NUM < 160000

@@ -49,26 +49,36 @@ async function main() {
   const base = opt.url.replace(/^http/, 'ws').replace(/\/+(ws)?$/, '');
   const ws = new WebSocket(`${base}/ws?topic=${encodeURIComponent(opt.topic)}&token=${encodeURIComponent(tok)}`);
 
+  // Every message goes to the inbox until a waiter takes it: the hello can
+  // arrive in the same read as the upgrade response, before any waiter.
+  const inbox = [];
   const waiters = [];
   let me = null;
   ws.on('message', (data) => {
     const m = JSON.parse(data.toString());
     if (m.type === 'hello') me = m;
     if (m.type === 'error') say('gateway error:', m.error, m.message);
-    for (const w of [...waiters]) {
-      if (w.pred(m)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(m);
-      }
-    }
+    const w = waiters.findIndex((x) => x.pred(m));
+    if (w >= 0) waiters.splice(w, 1)[0].resolve(m);
+    else inbox.push(m);
   });
-  const closed = new Promise((r) => ws.on('close', r));
-  const waitFor = (pred, what) =>
-    new Promise((resolve, reject) => {
-      const w = { pred, resolve };
-      waiters.push(w);
+  let isClosed = false;
+  const closed = new Promise((r) =>
+    ws.on('close', (code, reason) => {
+      isClosed = true;
+      for (const w of waiters.splice(0)) w.reject(new Error(`connection closed (${code} ${reason})`));
+      r();
+    }),
+  );
+  const waitFor = (pred, what) => {
+    const i = inbox.findIndex(pred);
+    if (i >= 0) return Promise.resolve(inbox.splice(i, 1)[0]);
+    if (isClosed) return Promise.reject(new Error(`connection closed while waiting for ${what}`));
+    return new Promise((resolve, reject) => {
+      waiters.push({ pred, resolve, reject });
       setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), opt['timeout-ms']).unref();
     });
+  };
   const mine = (d) => me && d.worker_id === me.worker_id && d.fd === me.fd;
   let ref = 0;
   const request = (msg) => {

@@ -351,6 +351,14 @@ async function track(conn, again = false) {
     conn.agent_id,
     wid,
   ]);
+  if (wid !== worker.id) {
+    // The worker connection died while this call ran. Had the extension
+    // already pruned the dead worker, presence_track registered its id anew
+    // as a heartbeat worker: stop it, so no entry lingers for worker_ttl.
+    // The restart re-tracks this socket under the new id.
+    await pool.query('SELECT presence_worker_stop($1)', [wid]).catch(() => {});
+    return;
+  }
   conn.worker = wid;
   if (again && conn.status && (conn.status.until_ts === 0 || conn.status.until_ts > Date.now() / 1000)) {
     const s = conn.status;

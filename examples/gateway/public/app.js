@@ -17,6 +17,7 @@
     entries: new Map(), // "worker_id/fd" -> entry
     live: false,
     stats: { snapshots: 0, diffs: 0, resyncs: 0, errors: 0, connects: 0 },
+    log: [], // applied diffs: { t (ms), kind, key, state, note, until_ts, seq }
     ws: null,
   };
   window.presence = state; // for debugging and the end-to-end test
@@ -32,14 +33,14 @@
     return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
   }
 
-  function showError(text) {
+  function showError(text, persist = false) {
     state.stats.errors++;
     const div = document.createElement('div');
     div.className = 'error';
     div.textContent = text;
     $('errors').prepend(div);
     while ($('errors').children.length > 4) $('errors').lastChild.remove();
-    setTimeout(() => div.remove(), 8000);
+    if (!persist) setTimeout(() => div.remove(), 8000);
   }
 
   function setFeed(live, text) {
@@ -73,6 +74,29 @@
     return n;
   }
 
+  function botIcon() {
+    // A small robot head, drawn inline (no emoji font needed).
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', '0 0 16 16');
+    svg.setAttribute('class', 'bot');
+    svg.setAttribute('aria-label', 'agent');
+    const shapes = [
+      ['rect', { x: 2, y: 4, width: 12, height: 10, rx: 3, fill: '#7c3aed' }],
+      ['rect', { x: 7.25, y: 1, width: 1.5, height: 3, fill: '#7c3aed' }],
+      ['circle', { cx: 8, cy: 1.5, r: 1.3, fill: '#7c3aed' }],
+      ['circle', { cx: 5.6, cy: 8.5, r: 1.5, fill: '#fff' }],
+      ['circle', { cx: 10.4, cy: 8.5, r: 1.5, fill: '#fff' }],
+      ['rect', { x: 5.5, y: 11.2, width: 5, height: 1.2, rx: 0.6, fill: '#fff' }],
+    ];
+    for (const [tag, attrs] of shapes) {
+      const n = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, String(v));
+      svg.append(n);
+    }
+    return svg;
+  }
+
   function entryRow(e) {
     const mine = state.you && e.worker_id === state.you.worker_id && e.fd === state.you.fd;
     const agent = e.ekind === 'agent_for';
@@ -94,10 +118,10 @@
     li.append(dot);
     const label = el('span', 'label');
     if (agent) {
-      label.append(el('span', 'bot', '🤖'), el('strong', 'agent-name', e.agent_id), el('span', 'tag', 'agent'));
+      label.append(botIcon(), el('strong', 'agent-name', e.agent_id), el('span', 'tag', `agent for ${nameOf(e.principal)}`));
     } else {
       label.append(el('span', null, 'browser'));
-      if (mine) label.append(el('span', 'tag you', 'you'));
+      if (mine) label.append(el('span', 'tag you', 'this tab'));
     }
     label.append(el('span', 'state', STATES[e.state] || e.state));
     li.append(label);
@@ -199,6 +223,8 @@
     if (d.seq !== state.seq + 1) return resubscribe(`gap ${state.seq} → ${d.seq}`);
     state.seq = d.seq;
     state.stats.diffs++;
+    state.log.push({ t: Date.now(), kind: d.kind, key: keyOf(d), state: d.state, note: d.note, until_ts: d.until_ts, seq: d.seq });
+    if (state.log.length > 500) state.log.shift();
     const k = keyOf(d);
     if (d.kind === 'leave') state.entries.delete(k);
     else {
@@ -249,7 +275,7 @@
           }
           break;
         case 'error':
-          showError(`${m.error}: ${m.message}`);
+          showError(`${m.error}: ${m.message}`, m.error === 'unauthorized');
           break;
         default:
           break;
@@ -324,7 +350,7 @@
     }
     if (!tok) {
       setFeed(false, 'no token');
-      showError('this gateway needs a signed token: open the page with ?token=…');
+      showError('this gateway needs a signed token: open the page with ?token=…', true);
       return;
     }
     connect(tok);

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# End-to-end test of examples/gateway: two gateways on one database with the
+# presence extension, pages in headless Chromium (Debian's chromium, driven
+# by playwright-core; no browser download), the agent script, raw WebSocket
+# and SQL clients.  See test/e2e/gateway.test.js for the cases.
+#
+# Assumes the extension is built and installed (make && make install).
+# Installs chromium (apt) and the gateway's npm packages (npm ci) when they
+# are missing, starts its own cluster on port 55438 and stops it on exit.
+# Last line: "N passed, N failed".  Exits non-zero on any failure.
+#
+# UPDATE_SCREENSHOT=1 also refreshes examples/gateway/screenshot.png.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+. test/lib/cluster.sh
+
+CLUSTER=${E2E_CLUSTER:-/tmp/presence-e2e}
+PG_PORT=${E2E_PG_PORT:-55438}
+SWEEP_MS=200
+ART=/tmp/presence-e2e-artifacts
+GW_DIR=$ROOT/examples/gateway
+
+fail_setup() {
+	echo "e2e setup failed: $*" >&2
+	echo "0 passed, 1 failed"
+	exit 1
+}
+
+cleanup() {
+	local f pid
+	for f in "$ART"/*.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+		rm -f "$f"
+	done
+	cluster_stop "$CLUSTER"
+}
+trap cleanup EXIT
+
+# 1. What the test needs.
+if [ ! -x /usr/bin/chromium ]; then
+	echo "installing chromium" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	{ apt-get update -q && apt-get install -y -q chromium; } >/dev/null ||
+		fail_setup "apt-get install chromium"
+fi
+command -v node >/dev/null || fail_setup "node is not installed"
+# npm ci only when node_modules does not match package-lock.json.
+if ! cmp -s "$GW_DIR/package-lock.json" "$GW_DIR/node_modules/.package-lock.json.e2e" 2>/dev/null; then
+	(cd "$GW_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || fail_setup "npm ci"
+	cp "$GW_DIR/package-lock.json" "$GW_DIR/node_modules/.package-lock.json.e2e"
+fi
+
+# 2. A cluster with the extension preloaded, swept every 200 ms.
+rm -rf "$ART"
+mkdir -p "$ART"
+cluster_start "$CLUSTER" "$PG_PORT" \
+	"shared_preload_libraries = 'presence'" \
+	"presence.database = 'postgres'" \
+	"presence.sweep_interval = '${SWEEP_MS}ms'" || fail_setup "cluster_start"
+psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION presence' || fail_setup "CREATE EXTENSION presence"
+
+# 3. The tests: unit tests of the gateway's helpers, then end to end.
+export PRESENCE_SWEEP_MS=$SWEEP_MS E2E_ARTIFACTS=$ART
+[ "${UPDATE_SCREENSHOT:-0}" = 1 ] && export E2E_SCREENSHOT=$GW_DIR/screenshot.png
+start=$(date +%s)
+timeout 300 node --test --test-concurrency=1 --test-timeout=60000 \
+	--test-reporter=spec --test-reporter-destination=stdout \
+	--test-reporter=tap --test-reporter-destination="$ART/results.tap" \
+	test/e2e/units.test.js test/e2e/gateway.test.js
+rc=$?
+echo "e2e: node --test exited $rc after $(($(date +%s) - start)) s; logs in $ART"
+
+if [ "$rc" != 0 ]; then
+	for f in "$ART"/*.log; do
+		[ -f "$f" ] || continue
+		echo "---- tail of $f"
+		tail -n 30 "$f"
+	done
+	echo "---- tail of $CLUSTER/server.log"
+	tail -n 30 "$CLUSTER/server.log"
+fi
+cluster_log_has_crash "$CLUSTER" && { echo "the server log shows a crash" >&2; rc=1; }
+
+passed=$(grep -E '^# pass [0-9]+$' "$ART/results.tap" 2>/dev/null | tail -n 1 | awk '{print $3}')
+failed=$(grep -E '^# (fail|cancelled) [0-9]+$' "$ART/results.tap" 2>/dev/null | awk '{s += $3} END {print s + 0}')
+passed=${passed:-0}
+if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed"
+[ "$rc" = 0 ] && [ "$failed" = 0 ]

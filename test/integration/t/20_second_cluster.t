@@ -1,0 +1,105 @@
+# The second cluster.  First without preloading: no worker, the SQL
+# functions work and sweep/prune are done by hand.  Then restarted with
+# the library preloaded and presence.database = 'appdb', a database
+# without the extension: the worker idles there without errors (and leaves
+# other databases alone); after CREATE EXTENSION in appdb it works.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use PresenceTest;
+
+my %c2 = (cluster => 'second');
+my $dir = cluster_dir('second');
+
+# A. Not preloaded.
+my $admin = connect_db(%c2);
+is(worker_pid($admin), undef, 'not preloaded: no presence worker');
+my $created = eval { $admin->do('CREATE EXTENSION presence'); 1 };
+ok($created, 'not preloaded: CREATE EXTENSION presence works') or diag("CREATE EXTENSION failed: $@");
+SKIP: {
+	skip 'the extension could not be created without preloading', 9 unless $created;
+	my $l = PresenceTest::Listener->new(%c2);
+	my $app = connect_db(%c2);
+	my $wid = $app->selectrow_array('SELECT presence_worker_start()');
+	$app->selectrow_array(q{SELECT presence_track('plain:room', ?, 'user:1')}, undef, $_) for 1 .. 2;
+	my $base = now_s();
+	ok($app->selectrow_array(q{SELECT presence_set_status('plain:room', 1, 'busy', 'x', ?)}, undef, $base + 1),
+		'track and set_status work');
+	my $victim = connect_db(%c2);
+	my $vwid = $victim->selectrow_array('SELECT presence_worker_start()');
+	$victim->selectrow_array(q{SELECT presence_track('plain:room', 9, 'user:9')});
+	$admin->selectrow_array('SELECT pg_terminate_backend(?, 5000)', undef, $victim->{pg_pid});
+	$l->pause($base + 2.5 - time);
+	is(scalar(grep { my $d = diff_of($_); $d->{kind} eq 'leave' || ($d->{kind} eq 'status' && $d->{state} eq 'available') } $l->drain), 0,
+		'without the worker nothing expires or is pruned by itself');
+	is($app->selectrow_array(q{SELECT status_state FROM presence_find_entry('plain:room', 1)}), 'busy', '  the status is still busy');
+	is($admin->selectrow_array('SELECT presence_sweep_expired_status()'), 1, 'presence_sweep_expired_status() by hand resets it');
+	ok($l->wait_for(PresenceTest::Listener::match(kind => 'status', fd => 1, state => 'available'), 2), '  with a status diff');
+	is($admin->selectrow_array('SELECT presence_prune_dead_workers()'), 1, 'presence_prune_dead_workers() by hand prunes the dropped connection');
+	ok($l->wait_for(PresenceTest::Listener::match(kind => 'leave', worker_id => $vwid), 2), '  with a leave diff');
+	is($admin->selectrow_array('SELECT presence_prune_dead_workers()'), 0, '  the live connection is left alone');
+	is($app->selectrow_array('SELECT presence_worker_stop()'), 2, '  presence_worker_stop() works');
+	$app->disconnect;
+	$victim->disconnect;
+	$l->dbh->disconnect;
+}
+$admin = connect_retry(%c2) unless $admin->ping;
+
+# B. Preloaded, serving appdb (no extension there yet).
+$admin->do('CREATE DATABASE appdb');
+$admin->disconnect;
+open my $conf, '>>', "$dir/data/postgresql.conf" or die "postgresql.conf: $!";
+print $conf "shared_preload_libraries = 'presence'\npresence.database = 'appdb'\npresence.sweep_interval = '200ms'\n";
+close $conf;
+my $off = log_offset('second');
+ok(pg_ctl_as_postgres('-D', "$dir/data", '-l', "$dir/server.log", '-m', 'fast', '-w', '-t', '60', 'restart'),
+	'restarted with the library preloaded, presence.database = appdb') or BAIL_OUT('restart failed');
+$admin = connect_retry(%c2);
+my $pid = wait_worker_pid($admin, 5);
+ok($pid, "the worker runs (pid " . ($pid // 'none') . ')');
+is($admin->selectrow_array('SELECT datname FROM pg_stat_activity WHERE pid = ?', undef, $pid), 'appdb',
+	'  connected to appdb');
+
+# The extension exists in postgres (not served): its statuses are left alone.
+$admin->do('CREATE EXTENSION IF NOT EXISTS presence');
+my $pg_app = connect_db(%c2);
+my $base;
+$pg_app->selectrow_array('SELECT presence_worker_start()');
+$pg_app->selectrow_array(q{SELECT presence_track('other:room', 1, 'user:1')});
+$base = now_s();
+$pg_app->selectrow_array(q{SELECT presence_set_status('other:room', 1, 'busy', '', ?)}, undef, $base + 1);
+sleep($base + 2.5 - time);
+is($pg_app->selectrow_array(q{SELECT status_state FROM presence_find_entry('other:room', 1)}), 'busy',
+	'a database the worker does not serve is left alone');
+is(worker_pid($admin), $pid, 'in appdb (no extension) the worker idles: same process after ~10 ticks');
+is_deeply([worker_log_problems(log_since($off, 'second'))], [], '  no error in the log');
+
+my $appdb = connect_db(%c2, db => 'appdb');
+$appdb->do('CREATE EXTENSION presence');
+my $l = PresenceTest::Listener->new(%c2, db => 'appdb');
+my $a2 = connect_db(%c2, db => 'appdb');
+my $w2 = $a2->selectrow_array('SELECT presence_worker_start()');
+$a2->selectrow_array(q{SELECT presence_track('app:room', 1, 'user:1')});
+$base = now_s();
+$a2->selectrow_array(q{SELECT presence_set_status('app:room', 1, 'busy', '', ?)}, undef, $base + 1);
+my $r = $l->wait_for(PresenceTest::Listener::match(kind => 'status', worker_id => $w2, state => 'available'),
+	$base + 1 + 0.7 + 1 - time);
+ok($r, 'after CREATE EXTENSION in appdb, expiry works there') and do {
+	my $lat = $r->{t} - ($base + 1);
+	diag(sprintf 'reset latency %s ms (appdb, after CREATE EXTENSION)', ms($lat));
+	cmp_ok($lat, '<=', 0.7, '  within sweep_interval + 0.5 s');
+};
+my $t0 = time;
+$appdb->selectrow_array('SELECT pg_terminate_backend(?)', undef, $a2->{pg_pid});
+$r = $l->wait_for(PresenceTest::Listener::match(kind => 'leave', worker_id => $w2), 2);
+ok($r, '  and a terminated connection is pruned') and do {
+	diag(sprintf 'leave latency %s ms (appdb)', ms($r->{t} - $t0));
+	cmp_ok($r->{t} - $t0, '<=', 0.4, '  within 2 x sweep_interval');
+};
+
+my $log = log_since($off, 'second');
+is(scalar(() = $log =~ /presence worker started for database "appdb"/g), 1, 'one start line since the restart');
+is(worker_pid($admin), $pid, 'same worker process throughout');
+is_deeply([worker_log_problems($log)], [], 'no worker error or crash in the second cluster\'s log');
+done_testing;
