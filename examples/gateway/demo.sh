@@ -4,25 +4,26 @@
 # and 8082 sharing it.  Prints the URLs to open, then runs until Ctrl-C,
 # when it stops the gateways and the cluster.
 #
-#   make && make install          # once, at the top of the repo
 #   bash examples/gateway/demo.sh
+#
+# Like the main demo, it installs what it needs (PostgreSQL 15 and its
+# headers, Node.js) and builds and installs the extension first.
 #
 # DEMO_SECONDS=N stops by itself after N seconds (for scripted checks).
 set -u
 GW_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$GW_DIR/../.." && pwd)
 . "$ROOT/test/lib/cluster.sh"
+. "$ROOT/test/lib/deps.sh"
 
 CLUSTER=${DEMO_CLUSTER:-/tmp/presence-gateway-demo}
 PG_PORT=${DEMO_PG_PORT:-55437}
 PORTS=(8081 8082)
 SWEEP=${DEMO_SWEEP:-500ms}
 
-if [ ! -f "$(pg_config --sharedir)/extension/presence.control" ]; then
-	echo "The presence extension is not installed: run 'make && make install' at $ROOT first." >&2
-	exit 1
-fi
-command -v node >/dev/null || { echo "node is needed (apt-get install nodejs npm)" >&2; exit 1; }
+ensure_packages "${PRESENCE_BUILD_PACKAGES[@]}" curl || exit 1
+command -v node >/dev/null || ensure_packages nodejs npm || exit 1
+PRESENCE_ROOT=$ROOT build_and_install || { echo "building the extension failed" >&2; exit 1; }
 if [ ! -d "$GW_DIR/node_modules/ws" ] || [ ! -d "$GW_DIR/node_modules/pg" ]; then
 	(cd "$GW_DIR" && npm ci --omit=dev --no-audit --no-fund --loglevel=error) || exit 1
 fi

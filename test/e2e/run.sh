@@ -14,6 +14,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 . test/lib/cluster.sh
+. test/lib/deps.sh
 
 CLUSTER=${E2E_CLUSTER:-/tmp/presence-e2e}
 PG_PORT=${E2E_PG_PORT:-55438}
@@ -39,14 +40,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 1. What the test needs.
-if [ ! -x /usr/bin/chromium ]; then
-	echo "installing chromium" >&2
-	export DEBIAN_FRONTEND=noninteractive
-	{ apt-get update -q && apt-get install -y -q chromium; } >/dev/null ||
-		fail_setup "apt-get install chromium"
-fi
-command -v node >/dev/null || fail_setup "node is not installed"
+# 1. What the test needs: Debian's Chromium (never a downloaded browser),
+# curl, and Node.js from Debian when the machine has none.
+ensure_packages chromium curl || fail_setup "apt-get install chromium curl"
+command -v node >/dev/null || ensure_packages nodejs npm || fail_setup "apt-get install nodejs npm"
 # npm ci only when node_modules does not match package-lock.json.
 if ! cmp -s "$GW_DIR/package-lock.json" "$GW_DIR/node_modules/.package-lock.json.e2e" 2>/dev/null; then
 	(cd "$GW_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || fail_setup "npm ci"
