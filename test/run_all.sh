@@ -84,7 +84,7 @@ fi
 
 # 3. pgTAP properties, with pg_prove.
 echo "== pgtap"
-psql -Xq -c 'DROP DATABASE IF EXISTS presence_tap' -c 'CREATE DATABASE presence_tap' &&
+PGOPTIONS='-c client_min_messages=warning' psql -Xq -c 'DROP DATABASE IF EXISTS presence_tap' -c 'CREATE DATABASE presence_tap' &&
 	psql -Xq -d presence_tap -c 'CREATE EXTENSION presence' -c 'CREATE EXTENSION pgtap'
 pg_prove -d presence_tap test/pgtap/*.sql >"$OUT/pgtap.log" 2>&1
 rc=$?
