@@ -10,7 +10,7 @@ ensure_packages() {
 	echo "installing: ${missing[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -q >/dev/null &&
-		apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+		apt-get install -y -q "${missing[@]}" >/dev/null
 }
 
 # The packages that building the extension and running its SQL suites need.
