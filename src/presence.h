@@ -74,7 +74,6 @@ typedef struct PresenceQuery
 
 /* query.c */
 extern bool presence_lock_extension(void);
-extern SPIPlanPtr presence_plan(PresenceQuery *query);
 extern int	presence_execute(PresenceQuery *query, Datum *values,
 							 const char *nulls, bool read_only, long count);
 

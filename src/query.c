@@ -129,7 +129,7 @@ presence_lookup_schema(void)
 /*
  * The query's plan, prepared on first use (and after an invalidation).
  */
-SPIPlanPtr
+static SPIPlanPtr
 presence_plan(PresenceQuery *query)
 {
 	char	   *sql;
