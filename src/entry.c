@@ -38,23 +38,27 @@ PG_FUNCTION_INFO_V1(presence_entry_is_valid);
 /* Oldest first; ties in byte order, as the diffs of a batch go out. */
 #define ENTRY_ORDER " ORDER BY since_ts, worker_id COLLATE pg_catalog.\"C\", fd"
 
-/*
- * Registers an unknown worker on first use, in the same statement.  The
- * NOT EXISTS keeps a known worker from reaching the insert at all, where
- * the worker table's CHECKs would be prepared for nothing.
- */
+#define TRACK_INSERT \
+	"INSERT INTO %1$s.tep_presence" \
+	" (worker_id, topic, fd, principal_id, kind, agent_id, since_ts)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7)" \
+	" ON CONFLICT (topic, worker_id, fd) DO NOTHING"
+
+/* Track for a registered worker ($8 and $9 unused). */
 static PresenceQuery track_query = {
+	PRESENCE_CHANGE_ONE("", TRACK_INSERT),
+	9, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
+	INT4OID, TIMESTAMPTZOID}
+};
+
+/* Track that registers the worker first, in the same statement. */
+static PresenceQuery track_registering_query = {
 	PRESENCE_CHANGE_ONE("registered AS ("
 						" INSERT INTO %1$s.tep_presence_worker"
 						" (worker_id, last_seen_ts, backend_pid, backend_start)"
-						" SELECT $1, $7, $8, $9 WHERE NOT EXISTS"
-						" (SELECT 1 FROM %1$s.tep_presence_worker"
-						"  WHERE worker_id OPERATOR(pg_catalog.=) $1)"
+						" VALUES ($1, $7, $8, $9)"
 						" ON CONFLICT (worker_id) DO NOTHING), ",
-						"INSERT INTO %1$s.tep_presence"
-						" (worker_id, topic, fd, principal_id, kind, agent_id,"
-						" since_ts) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-						" ON CONFLICT (topic, worker_id, fd) DO NOTHING"),
+						TRACK_INSERT),
 	9, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
 	INT4OID, TIMESTAMPTZOID}
 };
@@ -115,27 +119,29 @@ static PresenceQuery topic_seq_query = {
 
 static PresenceQuery expired_candidates_query = {
 	"SELECT ctid, topic FROM %1$s.tep_presence"
-	" WHERE status_until" GT "0 AND status_until" LE "$1 LIMIT $2",
+	" WHERE status_until" GT "0 AND status_until" LE "$1"
+	" ORDER BY status_until LIMIT $2",
 	2, {INT8OID, INT8OID}
 };
 
 static PresenceQuery reset_expired_query = {
 	"UPDATE %1$s.tep_presence"
 	" SET status_state = 'available', status_note = '', status_until = 0"
-	" WHERE ctid" EQ "ANY ($1) AND topic" EQ "ANY ($2)"
+	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
 	" AND status_until" GT "0 AND status_until" LE "$3"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
 	3, {TIDARRAYOID, TEXTARRAYOID, INT8OID}
 };
 
 static PresenceQuery worker_candidates_query = {
-	"SELECT ctid, topic FROM %1$s.tep_presence WHERE worker_id" EQ "$1 LIMIT $2",
+	"SELECT ctid, topic FROM %1$s.tep_presence WHERE worker_id" EQ "$1"
+	" ORDER BY fd LIMIT $2",
 	2, {TEXTOID, INT8OID}
 };
 
 static PresenceQuery drop_worker_query = {
 	"DELETE FROM %1$s.tep_presence"
-	" WHERE ctid" EQ "ANY ($1) AND topic" EQ "ANY ($2)"
+	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
 	" AND worker_id" EQ "$3"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
 	3, {TIDARRAYOID, TEXTARRAYOID, TEXTOID}
@@ -149,7 +155,7 @@ static PresenceQuery fd_candidates_query = {
 
 static PresenceQuery drop_fd_query = {
 	"DELETE FROM %1$s.tep_presence"
-	" WHERE ctid" EQ "ANY ($1) AND topic" EQ "ANY ($2)"
+	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
 	" AND worker_id" EQ "$3 AND fd" EQ "$4"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
 	4, {TIDARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID}
@@ -315,7 +321,9 @@ presence_track(PG_FUNCTION_ARGS)
 		nulls[7] = nulls[8] = 'n';
 
 	connect_spi();
-	added = presence_change_one(PRESENCE_DIFF_JOIN, entry.topic, &track_query,
+	added = presence_change_one(PRESENCE_DIFF_JOIN, entry.topic,
+								presence_worker_registered(entry.worker_id) ?
+								&track_query : &track_registering_query,
 								values, nulls);
 	SPI_finish();
 	PG_RETURN_BOOL(added);

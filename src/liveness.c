@@ -11,14 +11,23 @@
  */
 #include "presence.h"
 
+#include "access/genam.h"
+#include "access/skey.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "executor/tuptable.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(presence_worker_start);
@@ -100,15 +109,22 @@ static PresenceQuery orphan_workers_query = {
 	0, {InvalidOid}
 };
 
+/*
+ * Entries of the dead workers $1, worker by worker in index order, so that
+ * each batch reads only what it takes, however large the table.
+ */
 static PresenceQuery dead_entries_query = {
-	"SELECT ctid, topic FROM %1$s.tep_presence"
-	" WHERE worker_id" EQ "ANY ($1) LIMIT $2",
+	"SELECT c.ctid, c.topic FROM pg_catalog.unnest($1) AS w(worker_id),"
+	" LATERAL (SELECT ctid, topic FROM %1$s.tep_presence AS p"
+	"          WHERE p.worker_id" EQ "w.worker_id"
+	"          ORDER BY p.fd LIMIT $2) AS c"
+	" LIMIT $2",
 	2, {TEXTARRAYOID, INT8OID}
 };
 
 static PresenceQuery drop_dead_entries_query = {
 	"DELETE FROM %1$s.tep_presence"
-	" WHERE ctid" EQ "ANY ($1) AND topic" EQ "ANY ($2)"
+	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
 	" AND worker_id" EQ "ANY ($3)"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
 	3, {TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID}
@@ -170,6 +186,36 @@ presence_worker_arg(FunctionCallInfo fcinfo, int argno)
 	if (presence_worker_id_guc != NULL && presence_worker_id_guc[0] != '\0')
 		return pstrdup(presence_worker_id_guc);
 	return pstrdup(connection_worker());
+}
+
+/*
+ * Whether the worker has a row, read straight from the primary key: track
+ * asks on every call, and registering in its statement would cost a whole
+ * ModifyTable node each time.
+ */
+bool
+presence_worker_registered(const char *worker_id)
+{
+	Relation	rel = table_open(presence_worker_table(), AccessShareLock);
+	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel),
+								   AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanKeyData key;
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   CStringGetTextDatum(worker_id));
+	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
 }
 
 static void

@@ -52,6 +52,13 @@ typedef struct PresenceQuery
 #define GE " OPERATOR(pg_catalog.>=) "
 #define PLUS " OPERATOR(pg_catalog.+) "
 
+/*
+ * The condition of a batched change that a row is in one of the topics the
+ * batch locked ($2, text[]).  A subquery, so that PostgreSQL hashes the
+ * list rather than searching it for every row.
+ */
+#define IN_LOCKED_TOPICS " topic" EQ "ANY (SELECT pg_catalog.unnest($2))"
+
 /* The columns of tep_presence, in table order, as every query reads them. */
 #define PRESENCE_ENTRY_COLUMNS \
 	"worker_id, topic, fd, principal_id, kind, agent_id, since_ts, " \
@@ -74,6 +81,7 @@ typedef struct PresenceQuery
 
 /* query.c */
 extern bool presence_lock_extension(void);
+extern Oid	presence_worker_table(void);
 extern int	presence_execute(PresenceQuery *query, Datum *values,
 							 const char *nulls, bool read_only, long count);
 
@@ -129,6 +137,7 @@ extern int	presence_sweep_batch(int limit, bool *more);
 /* liveness.c */
 extern char *presence_worker_arg(FunctionCallInfo fcinfo, int argno);
 extern bool presence_is_connection_worker(const char *worker_id);
+extern bool presence_worker_registered(const char *worker_id);
 extern void presence_watch_connection_exit(void);
 extern int	presence_prune_batch(int limit, bool check_bound_backends,
 								 bool *more);

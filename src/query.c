@@ -127,6 +127,17 @@ presence_lookup_schema(void)
 }
 
 /*
+ * The oid of the worker table, tep_presence_worker.
+ */
+Oid
+presence_worker_table(void)
+{
+	if (schema_prefix == NULL)
+		presence_lookup_schema();
+	return table_oids[1];
+}
+
+/*
  * The query's plan, prepared on first use (and after an invalidation).
  */
 static SPIPlanPtr
