@@ -8,11 +8,18 @@
  * commit.  Writers of one topic therefore commit one after the other, each
  * reading the seq its predecessor committed, and NOTIFY queues their diffs
  * in commit order: listeners see 1, 2, 3...  A change spanning topics takes
- * their locks in key order, so two of them cannot deadlock.  Taking the lock
- * in C lets one statement both change the entry and advance the seq.
+ * their locks in key order, so two of them cannot deadlock.  Since the lock
+ * keeps every other writer off a topic's seq row, a single change advances
+ * it in place, with no statement.
  */
 #include "presence.h"
 
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/index.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "common/hashfn.h"
@@ -23,6 +30,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/snapmgr.h"
 
 /* async.c's NOTIFY_PAYLOAD_MAX_LENGTH: payloads must be shorter. */
 #define PRESENCE_NOTIFY_MAX_BYTES (BLCKSZ - NAMEDATALEN - 128)
@@ -37,6 +45,11 @@
 #define DIFF_TOPIC_PREFIX "presence:"
 
 static const char *const diff_kind_names[] = {"join", "leave", "status"};
+
+static PresenceQuery create_seq_query = {
+	"INSERT INTO %1$s.presence_topic_seq (topic, seq) VALUES ($1, 1)",
+	1, {TEXTOID}
+};
 
 static PresenceQuery read_seqs_query = {
 	"SELECT topic, seq FROM %1$s.presence_topic_seq WHERE topic" EQ "ANY ($1)",
@@ -206,18 +219,68 @@ lock_topics(char **topics, int ntopics)
 }
 
 /*
- * Change at most one entry of one topic under the topic's lock, and emit
- * its diff.  The query is a PRESENCE_CHANGE_ONE statement: it returns the
- * changed entry and the topic's advanced seq, or nothing.  Returns whether
- * an entry changed.
+ * Advance the seq of a topic whose lock we hold, and return it.  The row is
+ * found through its primary key and updated in place (indexed again only if
+ * the update is not HOT, as catalog updates do): no other writer can touch
+ * it, so neither a plan nor ON CONFLICT's speculative insertion is needed.
+ * A topic's first diff inserts its row with a statement.
+ */
+static int64
+advance_seq(const char *topic)
+{
+	Relation	rel = table_open(presence_table(PRESENCE_SEQS),
+								 RowExclusiveLock);
+	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel),
+								   RowExclusiveLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	int64		seq = 1;
+
+	/* A fresh snapshot: the lock's previous holder has committed by now. */
+	if (presence_find_by_key(rel, index, topic, GetLatestSnapshot(), slot))
+	{
+		HeapTuple	old_row = ExecFetchSlotHeapTuple(slot, false, NULL);
+		Datum		values[2] = {0};
+		bool		nulls[2] = {false, false};
+		bool		replace[2] = {false, true};
+		HeapTuple	new_row;
+		bool		isnull;
+
+		seq = DatumGetInt64(slot_getattr(slot, 2, &isnull)) + 1;
+		values[1] = Int64GetDatum(seq);
+		new_row = heap_modify_tuple(old_row, RelationGetDescr(rel), values,
+									nulls, replace);
+		simple_heap_update(rel, &old_row->t_self, new_row);
+		if (!HeapTupleIsHeapOnly(new_row))
+		{
+			Datum		key = slot_getattr(slot, 1, &isnull);
+
+			index_insert(index, &key, &isnull, &new_row->t_self, rel,
+						 UNIQUE_CHECK_YES, false, BuildIndexInfo(index));
+		}
+	}
+	else
+	{
+		Datum		topic_datum = CStringGetTextDatum(topic);
+
+		presence_execute(&create_seq_query, &topic_datum, NULL, false, 0);
+	}
+
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return seq;
+}
+
+/*
+ * Change at most one entry of one topic under the topic's lock, advance the
+ * topic's seq if it changed, and emit its diff.  The query is a
+ * PRESENCE_CHANGE_ONE statement.  Returns whether an entry changed.
  */
 bool
 presence_change_one(PresenceDiffKind kind, const char *topic,
 					PresenceQuery *change, Datum *values, const char *nulls)
 {
 	PresenceEntry entry;
-	bool		isnull;
-	int64		seq;
 
 	lock_topics((char **) &topic, 1);
 	presence_execute(change, values, nulls, false, 0);
@@ -226,10 +289,7 @@ presence_change_one(PresenceDiffKind kind, const char *topic,
 
 	presence_entry_from_tuple(&entry, SPI_tuptable->vals[0],
 							  SPI_tuptable->tupdesc);
-	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc,
-									  PRESENCE_ENTRY_NATTS + 1, &isnull));
-	presence_notify(presence_encode_diff(kind, &entry, seq));
+	presence_notify(presence_encode_diff(kind, &entry, advance_seq(topic)));
 	return true;
 }
 

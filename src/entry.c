@@ -46,33 +46,31 @@ PG_FUNCTION_INFO_V1(presence_entry_is_valid);
 
 /* Track for a registered worker ($8 and $9 unused). */
 static PresenceQuery track_query = {
-	PRESENCE_CHANGE_ONE("", TRACK_INSERT),
+	PRESENCE_CHANGE_ONE(TRACK_INSERT),
 	9, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
 	INT4OID, TIMESTAMPTZOID}
 };
 
 /* Track that registers the worker first, in the same statement. */
 static PresenceQuery track_registering_query = {
-	PRESENCE_CHANGE_ONE("registered AS ("
+	PRESENCE_CHANGE_ONE("WITH registered AS ("
 						" INSERT INTO %1$s.tep_presence_worker"
 						" (worker_id, last_seen_ts, backend_pid, backend_start)"
 						" VALUES ($1, $7, $8, $9)"
-						" ON CONFLICT (worker_id) DO NOTHING), ",
+						" ON CONFLICT (worker_id) DO NOTHING) "
 						TRACK_INSERT),
 	9, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
 	INT4OID, TIMESTAMPTZOID}
 };
 
 static PresenceQuery untrack_query = {
-	PRESENCE_CHANGE_ONE("",
-						"DELETE FROM %1$s.tep_presence"
+	PRESENCE_CHANGE_ONE("DELETE FROM %1$s.tep_presence"
 						" WHERE topic" EQ "$1 AND worker_id" EQ "$2 AND fd" EQ "$3"),
 	3, {TEXTOID, TEXTOID, INT4OID}
 };
 
 static PresenceQuery set_status_query = {
-	PRESENCE_CHANGE_ONE("",
-						"UPDATE %1$s.tep_presence"
+	PRESENCE_CHANGE_ONE("UPDATE %1$s.tep_presence"
 						" SET status_state = $4, status_note = $5,"
 						" status_until = $6"
 						" WHERE topic" EQ "$1 AND worker_id" EQ "$2 AND fd" EQ "$3"),

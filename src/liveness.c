@@ -12,7 +12,6 @@
 #include "presence.h"
 
 #include "access/genam.h"
-#include "access/skey.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -23,7 +22,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/fmgroids.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -196,22 +194,15 @@ presence_worker_arg(FunctionCallInfo fcinfo, int argno)
 bool
 presence_worker_registered(const char *worker_id)
 {
-	Relation	rel = table_open(presence_worker_table(), AccessShareLock);
+	Relation	rel = table_open(presence_table(PRESENCE_WORKERS),
+								 AccessShareLock);
 	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel),
 								   AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	ScanKeyData key;
-	IndexScanDesc scan;
 	bool		found;
 
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], F_TEXTEQ,
-						   CStringGetTextDatum(worker_id));
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-
+	found = presence_find_by_key(rel, index, worker_id, GetActiveSnapshot(),
+								 slot);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
 	table_close(rel, AccessShareLock);

@@ -8,6 +8,9 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "utils/relcache.h"
+#include "utils/snapshot.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 
@@ -63,25 +66,26 @@ typedef struct PresenceQuery
 #define PRESENCE_ENTRY_COLUMNS \
 	"worker_id, topic, fd, principal_id, kind, agent_id, since_ts, " \
 	"status_state, status_note, status_until"
-#define PRESENCE_ENTRY_NATTS 10
 
 /*
- * A statement that changes at most one entry (its DML must end where a
- * RETURNING clause can follow) and advances the topic's seq only if it did:
- * it returns the entry's columns and the new seq, or no row.  `ctes` are
- * extra common table expressions, each followed by a comma.
+ * A statement that changes at most one entry and returns it: `dml` must end
+ * where a RETURNING clause can follow.
  */
-#define PRESENCE_CHANGE_ONE(ctes, dml) \
-	"WITH " ctes "changed AS (" dml \
-	" RETURNING " PRESENCE_ENTRY_COLUMNS "), " \
-	"next AS (INSERT INTO %1$s.presence_topic_seq AS s (topic, seq)" \
-	" SELECT topic, 1 FROM changed" \
-	" ON CONFLICT (topic) DO UPDATE SET seq = s.seq" PLUS "1 RETURNING seq)" \
-	" SELECT changed.*, next.seq FROM changed, next"
+#define PRESENCE_CHANGE_ONE(dml) dml " RETURNING " PRESENCE_ENTRY_COLUMNS
 
 /* query.c */
 extern bool presence_lock_extension(void);
-extern Oid	presence_worker_table(void);
+
+typedef enum PresenceTable
+{
+	PRESENCE_ENTRIES,			/* tep_presence */
+	PRESENCE_WORKERS,			/* tep_presence_worker */
+	PRESENCE_SEQS				/* presence_topic_seq */
+} PresenceTable;
+
+extern Oid	presence_table(PresenceTable which);
+extern bool presence_find_by_key(Relation rel, Relation index, const char *key,
+								 Snapshot snapshot, TupleTableSlot *slot);
 extern int	presence_execute(PresenceQuery *query, Datum *values,
 							 const char *nulls, bool read_only, long count);
 

@@ -13,6 +13,8 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/skey.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
@@ -127,14 +129,37 @@ presence_lookup_schema(void)
 }
 
 /*
- * The oid of the worker table, tep_presence_worker.
+ * The oid of one of the extension's tables.
  */
 Oid
-presence_worker_table(void)
+presence_table(PresenceTable which)
 {
 	if (schema_prefix == NULL)
 		presence_lookup_schema();
-	return table_oids[1];
+	return table_oids[which];
+}
+
+/*
+ * Find a row of tep_presence_worker or presence_topic_seq by its text key,
+ * straight through the primary key `index`, into `slot`.  For the lookups
+ * of the hot path, where a statement would cost far more than the probe.
+ */
+bool
+presence_find_by_key(Relation rel, Relation index, const char *key,
+					 Snapshot snapshot, TupleTableSlot *slot)
+{
+	ScanKeyData scan_key;
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyEntryInitialize(&scan_key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   CStringGetTextDatum(key));
+	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	index_rescan(scan, &scan_key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	return found;
 }
 
 /*
