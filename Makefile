@@ -17,3 +17,9 @@ REGRESS_OPTS = --load-extension=presence
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# The benchmark suite (BENCHMARKS.md); after the include, so that it is not
+# the default target.
+.PHONY: bench
+bench:
+	bash bench/run.sh

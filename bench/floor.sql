@@ -23,9 +23,7 @@ CREATE TABLE floor.tep_presence (
     CONSTRAINT tep_presence_agent_id_check
         CHECK ((kind = 'human') = (agent_id = '')),
     CONSTRAINT tep_presence_state_check
-        CHECK (status_state IN ('available', 'busy', 'blocked')),
-    CONSTRAINT tep_presence_fd_check CHECK (fd >= 0),
-    CONSTRAINT tep_presence_until_check CHECK (status_until >= 0)
+        CHECK (status_state IN ('available', 'busy', 'blocked'))
 );
 CREATE INDEX ON floor.tep_presence (worker_id, fd);
 CREATE INDEX ON floor.tep_presence (status_until) WHERE status_until > 0;
@@ -35,5 +33,5 @@ CREATE INDEX ON floor.tep_presence (status_until) WHERE status_until > 0;
 -- extension does.
 CREATE TABLE floor.presence_topic_seq (
     topic text   PRIMARY KEY,
-    seq   bigint NOT NULL CHECK (seq >= 0)
+    seq   bigint NOT NULL
 );

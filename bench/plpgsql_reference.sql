@@ -3,7 +3,9 @@
 -- A fair, idiomatic PL/pgSQL implementation of presence_track,
 -- presence_set_status and presence_untrack, in its own schema "ref", on
 -- copies of the extension's tables (same columns, constraints and
--- indexes).  Each function does what the extension's does for an explicit
+-- indexes as presence--1.0.sql; bench/run.sh re-makes them from the
+-- installed extension's tables with LIKE ... INCLUDING ALL, see
+-- bench/sql/copy_shapes.sql).  Each function does what the extension's does for an explicit
 -- worker id:
 --
 --   * rejects bad input with 22004 / 22023, naming the argument;
@@ -46,21 +48,36 @@ CREATE TABLE ref.tep_presence (
     CONSTRAINT tep_presence_agent_id_check
         CHECK ((kind = 'human') = (agent_id = '')),
     CONSTRAINT tep_presence_state_check
-        CHECK (status_state IN ('available', 'busy', 'blocked')),
-    CONSTRAINT tep_presence_fd_check CHECK (fd >= 0),
-    CONSTRAINT tep_presence_until_check CHECK (status_until >= 0)
+        CHECK (status_state IN ('available', 'busy', 'blocked'))
 );
 CREATE INDEX ON ref.tep_presence (worker_id, fd);
 CREATE INDEX ON ref.tep_presence (status_until) WHERE status_until > 0;
 
 CREATE TABLE ref.tep_presence_worker (
-    worker_id    text   PRIMARY KEY,
-    last_seen_ts bigint NOT NULL
+    worker_id     text        PRIMARY KEY,
+    last_seen_ts  bigint      NOT NULL,
+    backend_pid   integer,
+    backend_start timestamptz,
+    lease         interval,
+    lease_until   timestamptz,
+    CONSTRAINT tep_presence_worker_backend_check
+        CHECK ((backend_pid IS NULL) = (backend_start IS NULL)),
+    CONSTRAINT tep_presence_worker_lease_check
+        CHECK ((lease IS NULL) = (lease_until IS NULL)
+               AND (lease IS NULL OR lease > interval '0')),
+    CONSTRAINT tep_presence_worker_kind_check
+        CHECK (backend_pid IS NULL OR lease IS NULL)
 );
+CREATE INDEX ON ref.tep_presence_worker (lease_until)
+    WHERE lease_until IS NOT NULL;
+CREATE INDEX ON ref.tep_presence_worker (last_seen_ts)
+    WHERE backend_pid IS NULL AND lease IS NULL;
+CREATE INDEX ON ref.tep_presence_worker (last_seen_ts)
+    WHERE backend_pid IS NOT NULL;
 
 CREATE TABLE ref.presence_topic_seq (
     topic text   PRIMARY KEY,
-    seq   bigint NOT NULL CHECK (seq >= 0)
+    seq   bigint NOT NULL
 );
 
 -- presence_track: true = new entry (join diff), false = already there.

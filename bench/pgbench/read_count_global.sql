@@ -1,0 +1,1 @@
+SELECT presence_count_global('t42');

@@ -1,0 +1,1 @@
+SELECT * FROM presence_list_global('t42');
