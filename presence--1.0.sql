@@ -3,11 +3,18 @@
 
 \echo Use "CREATE EXTENSION presence" to load this file. \quit
 
--- The rules for kind, agent_id and status_state, in C: PostgreSQL prepares
--- every CHECK expression again for each INSERT or UPDATE statement, and one
--- function call is far cheaper to prepare than the equivalent IN lists.
-CREATE FUNCTION presence_entry_is_valid(kind text, agent_id text,
-                                        status_state text)
+-- The rules of a row, in C: kind is 'human' (agent_id '') or 'agent_for'
+-- (agent_id not ''), status_state is 'available', 'busy' or 'blocked', and
+-- every diff the row can ever produce fits in a NOTIFY payload (else ERROR
+-- 22023): a row whose leave could not be sent could never be pruned.
+-- PostgreSQL prepares every CHECK expression again for each INSERT or
+-- UPDATE statement, and one function call is far cheaper to prepare than
+-- the equivalent IN lists.
+CREATE FUNCTION presence_entry_is_valid(worker_id text, topic text,
+                                        fd integer, principal_id text,
+                                        kind text, agent_id text,
+                                        since_ts bigint, status_state text,
+                                        status_note text, status_until bigint)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'presence_entry_is_valid'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
@@ -27,10 +34,11 @@ CREATE TABLE tep_presence (
     -- topic first: the key then serves per-topic reads too.  Tep's
     -- ON CONFLICT (worker_id, topic, fd) infers it (column order is free).
     CONSTRAINT tep_presence_pkey PRIMARY KEY (topic, worker_id, fd),
-    -- kind is 'human' (agent_id '') or 'agent_for' (agent_id not ''), and
-    -- status_state is 'available', 'busy' or 'blocked'.
     CONSTRAINT tep_presence_entry_check
-        CHECK (presence_entry_is_valid(kind, agent_id, status_state))
+        CHECK (presence_entry_is_valid(worker_id, topic, fd, principal_id,
+                                       kind, agent_id, since_ts,
+                                       status_state, status_note,
+                                       status_until))
 );
 
 -- untrack_by_fd, clear, worker_stop and prune work per worker (and fd).
@@ -233,4 +241,7 @@ $$;
 -- The one exception: the CHECK of tep_presence calls this function with the
 -- privileges of whoever writes the row, so a Tep app granted the tables
 -- must be able to run it.  It reads nothing and only compares its strings.
-GRANT EXECUTE ON FUNCTION presence_entry_is_valid(text, text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    presence_entry_is_valid(text, text, integer, text, text, text, bigint,
+                            text, text, bigint)
+    TO PUBLIC;

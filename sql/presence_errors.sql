@@ -220,6 +220,16 @@ SELECT presence_set_status('room', 1, 'busy', repeat(E'\x01', 1024), 0,
                            'gw-1') AS fits;
 ROLLBACK;
 
+-- The table itself refuses a row whose leave could not be sent (it could
+-- never be pruned), whoever writes it: here Tep's own INSERT.
+SELECT pg_temp.try(format(
+  $$INSERT INTO tep_presence (worker_id, topic, fd, principal_id, kind,
+                             agent_id, since_ts, status_note)
+    VALUES ('tep-w', %L, 1, %L, 'agent_for', %L, 0, %L)$$,
+  repeat(E'\x01', 255), repeat(E'\x01', 255), repeat(E'\x01', 255),
+  repeat(E'\x01', 1024))) AS tep_insert_too_long;
+SELECT count(*) AS tep_rows FROM tep_presence WHERE worker_id = 'tep-w';
+
 -- GUCs check their values too.
 SELECT pg_temp.try($$SELECT set_config('presence.worker_id', repeat('x', 256), false)$$);
 SELECT pg_temp.try($$SELECT set_config('presence.channel', '', false)$$);

@@ -156,7 +156,8 @@ presence_encode_diff(PresenceDiffKind kind, const PresenceEntry *entry,
 
 /*
  * ERROR unless every diff this entry can produce fits NOTIFY: the longest
- * kind with the widest seq.  Lets track refuse before it changes anything.
+ * kind with the widest seq.  Lets track refuse before it changes anything,
+ * and tep_presence's CHECK refuse any row that could not leave.
  */
 void
 presence_check_diff_fits(const PresenceEntry *entry)

@@ -211,17 +211,36 @@ state_is_valid(const char *state)
 }
 
 /*
- * presence_entry_is_valid(kind, agent_id, status_state): the CHECK of
- * tep_presence, so that rows Tep writes directly follow the same rules.
+ * presence_entry_is_valid(worker_id, topic, fd, principal_id, kind,
+ * agent_id, since_ts, status_state, status_note, status_until): the CHECK of
+ * tep_presence, so that rows Tep writes directly follow the same rules, and
+ * no row is stored whose leave could not be sent (it could never be pruned).
  */
 Datum
 presence_entry_is_valid(PG_FUNCTION_ARGS)
 {
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		PG_RETURN_NULL();
-	PG_RETURN_BOOL(kind_violation(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-								  text_to_cstring(PG_GETARG_TEXT_PP(1))) == NULL &&
-				   state_is_valid(text_to_cstring(PG_GETARG_TEXT_PP(2))));
+	PresenceEntry entry;
+
+	for (int i = 0; i < PG_NARGS(); i++)
+		if (PG_ARGISNULL(i))
+			PG_RETURN_NULL();	/* NOT NULL reports it */
+
+	entry.worker_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	entry.topic = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	entry.fd = PG_GETARG_INT32(2);
+	entry.principal_id = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	entry.kind = text_to_cstring(PG_GETARG_TEXT_PP(4));
+	entry.agent_id = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	entry.since_ts = PG_GETARG_INT64(6);
+	entry.status_state = text_to_cstring(PG_GETARG_TEXT_PP(7));
+	entry.status_note = text_to_cstring(PG_GETARG_TEXT_PP(8));
+	entry.status_until = PG_GETARG_INT64(9);
+
+	if (kind_violation(entry.kind, entry.agent_id) != NULL ||
+		!state_is_valid(entry.status_state))
+		PG_RETURN_BOOL(false);
+	presence_check_diff_fits(&entry);
+	PG_RETURN_BOOL(true);
 }
 
 static char *
