@@ -57,14 +57,29 @@ sub delta {
 	my ($a, $b, $rel, $col) = @_;
 	return $b->{$rel}{$col} - $a->{$rel}{$col};
 }
-# Log the worker's memory contexts; returns its "Grand total" bytes.
+# Log the worker's memory contexts; returns its "Grand total" bytes (and
+# bytes used) less what lives in TopTransactionContext: the dump is taken
+# at an interrupt check, possibly in the middle of a tick's query, whose
+# executor memory is freed at its commit and is no growth across ticks.
 sub grand_total {
 	my $off = log_offset();
 	$admin->do('SELECT pg_log_backend_memory_contexts(?)', undef, $pid);
 	my $deadline = time + 5;
 	while (time < $deadline) {
 		my $text = log_since($off);
-		return ($1, $2) if $text =~ /\[$pid\] presence worker LOG:  Grand total: (\d+) bytes in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used/;
+		if ($text =~ /\[$pid\] presence worker LOG:  Grand total: (\d+) bytes in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used/) {
+			my ($total, $used) = ($1, $2);
+			my $in_xact = 0;
+			for my $line (split /\n/, $text) {
+				next unless $line =~ /\[$pid\] presence worker LOG:  level: (\d+); (.*)$/;
+				my ($level, $rest) = ($1, $2);
+				$in_xact = ($rest =~ /^TopTransactionContext:/) if $level <= 1;
+				next unless $in_xact && $rest =~ /(\d+) total in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used/;
+				$total -= $1;
+				$used -= $2;
+			}
+			return ($total, $used);
+		}
 		sleep 0.05;
 	}
 	return;
