@@ -128,7 +128,8 @@ static PresenceQuery reset_expired_query = {
 	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
 	" AND status_until" GT "0 AND status_until" LE "$3"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
-	3, {TIDARRAYOID, TEXTARRAYOID, INT8OID}
+	3, {TIDARRAYOID, TEXTARRAYOID, INT8OID},
+	BATCH_PLAN
 };
 
 static PresenceQuery worker_candidates_query = {
@@ -142,7 +143,8 @@ static PresenceQuery drop_worker_query = {
 	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
 	" AND worker_id" EQ "$3"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
-	3, {TIDARRAYOID, TEXTARRAYOID, TEXTOID}
+	3, {TIDARRAYOID, TEXTARRAYOID, TEXTOID},
+	BATCH_PLAN
 };
 
 static PresenceQuery fd_candidates_query = {
@@ -156,7 +158,8 @@ static PresenceQuery drop_fd_query = {
 	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
 	" AND worker_id" EQ "$3 AND fd" EQ "$4"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
-	4, {TIDARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID}
+	4, {TIDARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID},
+	BATCH_PLAN
 };
 
 /*

@@ -125,7 +125,8 @@ static PresenceQuery drop_dead_entries_query = {
 	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
 	" AND worker_id" EQ "ANY ($3)"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
-	3, {TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID}
+	3, {TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID},
+	BATCH_PLAN
 };
 
 /* Deletes the worker row only if it is still dead. */

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "nodes/parsenodes.h"
 #include "executor/tuptable.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
@@ -39,6 +40,7 @@ typedef struct PresenceQuery
 	const char *sql;
 	int			nargs;
 	Oid			argtypes[10];
+	int			cursor_options; /* CURSOR_OPT_CUSTOM_PLAN for batches */
 	SPIPlanPtr	plan;
 	uint64		generation;
 } PresenceQuery;
@@ -56,11 +58,12 @@ typedef struct PresenceQuery
 #define PLUS " OPERATOR(pg_catalog.+) "
 
 /*
- * The condition of a batched change that a row is in one of the topics the
- * batch locked ($2, text[]).  A subquery, so that PostgreSQL hashes the
- * list rather than searching it for every row.
+ * A batched change: planned for each batch with its arrays as constants
+ * (a generic plan would guess 10 elements and search them for every row;
+ * a constant array is hashed).  `$2` holds the topics the batch locked.
  */
-#define IN_LOCKED_TOPICS " topic" EQ "ANY (SELECT pg_catalog.unnest($2))"
+#define BATCH_PLAN CURSOR_OPT_CUSTOM_PLAN
+#define IN_LOCKED_TOPICS " topic" EQ "ANY ($2)"
 
 /* The columns of tep_presence, in table order, as every query reads them. */
 #define PRESENCE_ENTRY_COLUMNS \

@@ -183,7 +183,8 @@ presence_plan(PresenceQuery *query)
 		presence_lookup_schema();
 
 	sql = psprintf(query->sql, schema_prefix);
-	plan = SPI_prepare(sql, query->nargs, (Oid *) query->argtypes);
+	plan = SPI_prepare_cursor(sql, query->nargs, (Oid *) query->argtypes,
+							  query->cursor_options);
 	if (plan == NULL)
 		elog(ERROR, "presence: SPI_prepare failed: %s",
 			 SPI_result_code_string(SPI_result));
