@@ -31,54 +31,12 @@
 DROP SCHEMA IF EXISTS ref CASCADE;
 CREATE SCHEMA ref;
 
-CREATE TABLE ref.tep_presence (
-    worker_id    text    NOT NULL,
-    topic        text    NOT NULL,
-    fd           integer NOT NULL,
-    principal_id text    NOT NULL,
-    kind         text    NOT NULL DEFAULT 'human',
-    agent_id     text    NOT NULL DEFAULT '',
-    since_ts     bigint  NOT NULL,
-    status_state text    NOT NULL DEFAULT 'available',
-    status_note  text    NOT NULL DEFAULT '',
-    status_until bigint  NOT NULL DEFAULT 0,
-    CONSTRAINT tep_presence_pkey PRIMARY KEY (topic, worker_id, fd),
-    CONSTRAINT tep_presence_kind_check
-        CHECK (kind IN ('human', 'agent_for')),
-    CONSTRAINT tep_presence_agent_id_check
-        CHECK ((kind = 'human') = (agent_id = '')),
-    CONSTRAINT tep_presence_state_check
-        CHECK (status_state IN ('available', 'busy', 'blocked'))
-);
-CREATE INDEX ON ref.tep_presence (worker_id, fd);
-CREATE INDEX ON ref.tep_presence (status_until) WHERE status_until > 0;
-
-CREATE TABLE ref.tep_presence_worker (
-    worker_id     text        PRIMARY KEY,
-    last_seen_ts  bigint      NOT NULL,
-    backend_pid   integer,
-    backend_start timestamptz,
-    lease         interval,
-    lease_until   timestamptz,
-    CONSTRAINT tep_presence_worker_backend_check
-        CHECK ((backend_pid IS NULL) = (backend_start IS NULL)),
-    CONSTRAINT tep_presence_worker_lease_check
-        CHECK ((lease IS NULL) = (lease_until IS NULL)
-               AND (lease IS NULL OR lease > interval '0')),
-    CONSTRAINT tep_presence_worker_kind_check
-        CHECK (backend_pid IS NULL OR lease IS NULL)
-);
-CREATE INDEX ON ref.tep_presence_worker (lease_until)
-    WHERE lease_until IS NOT NULL;
-CREATE INDEX ON ref.tep_presence_worker (last_seen_ts)
-    WHERE backend_pid IS NULL AND lease IS NULL;
-CREATE INDEX ON ref.tep_presence_worker (last_seen_ts)
-    WHERE backend_pid IS NOT NULL;
-
-CREATE TABLE ref.presence_topic_seq (
-    topic text   PRIMARY KEY,
-    seq   bigint NOT NULL
-);
+-- The same tables as the extension's, copied from them (the extension is
+-- created first), so that no hand-written copy can drift; run.sh makes them
+-- again with bench/sql/copy_shapes.sql and checks that the shapes match.
+CREATE TABLE ref.tep_presence (LIKE public.tep_presence INCLUDING ALL);
+CREATE TABLE ref.tep_presence_worker (LIKE public.tep_presence_worker INCLUDING ALL);
+CREATE TABLE ref.presence_topic_seq (LIKE public.presence_topic_seq INCLUDING ALL);
 
 -- presence_track: true = new entry (join diff), false = already there.
 CREATE FUNCTION ref.presence_track(topic text, fd integer,

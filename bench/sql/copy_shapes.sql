@@ -3,8 +3,8 @@
 -- indexes), so the comparison stays like for like whatever the
 -- extension's DDL becomes.  Run before any reference function is called.
 \set ON_ERROR_STOP 1
-DROP TABLE ref.tep_presence, ref.tep_presence_worker, ref.presence_topic_seq,
-    floor.tep_presence, floor.presence_topic_seq;
+DROP TABLE IF EXISTS ref.tep_presence, ref.tep_presence_worker,
+    ref.presence_topic_seq, floor.tep_presence, floor.presence_topic_seq;
 CREATE TABLE ref.tep_presence (LIKE public.tep_presence INCLUDING ALL);
 CREATE TABLE ref.tep_presence_worker (LIKE public.tep_presence_worker INCLUDING ALL);
 CREATE TABLE ref.presence_topic_seq (LIKE public.presence_topic_seq INCLUDING ALL);
