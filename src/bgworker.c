@@ -57,8 +57,7 @@ begin_batch(const char *activity)
 	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "presence: SPI_connect failed");
+	presence_spi_connect();
 	return true;
 }
 

@@ -280,13 +280,6 @@ presence_now_s(void)
 	return (int64) timestamptz_to_time_t(GetCurrentTransactionStartTimestamp());
 }
 
-static void
-connect_spi(void)
-{
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "presence: SPI_connect failed");
-}
-
 /*
  * presence_track(topic, fd, principal_id, kind, agent_id, worker_id):
  * adds the entry and emits a join diff; false when it already exists.
@@ -340,7 +333,7 @@ presence_track(PG_FUNCTION_ARGS)
 	else
 		nulls[7] = nulls[8] = 'n';
 
-	connect_spi();
+	presence_spi_connect();
 	added = presence_change_one(PRESENCE_DIFF_JOIN, entry.topic,
 								presence_worker_registered(entry.worker_id) ?
 								&track_query : &track_registering_query,
@@ -366,7 +359,7 @@ change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
 	for (int i = 0; i < nextra; i++)
 		values[3 + i] = extra[i];
 
-	connect_spi();
+	presence_spi_connect();
 	changed = presence_change_one(kind, topic, query, values, NULL);
 	SPI_finish();
 	return changed;
@@ -416,7 +409,7 @@ drop_all_entries(const char *worker_id, int32 fd)
 	int			total = 0;
 	bool		more = true;
 
-	connect_spi();
+	presence_spi_connect();
 	while (more)
 		total += presence_drop_entries(worker_id, fd, presence_batch_size,
 									   &more);
@@ -486,7 +479,7 @@ materialize_entries(FunctionCallInfo fcinfo, PresenceQuery *query,
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
 	InitMaterializedSRF(fcinfo, 0);
-	connect_spi();
+	presence_spi_connect();
 	presence_execute(query, values, NULL, true, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
@@ -539,7 +532,7 @@ count_entries(FunctionCallInfo fcinfo, bool global, CountKind which)
 	values[0] = CStringGetTextDatum(topic_arg(fcinfo, 0));
 	if (!global)
 		values[1] = CStringGetTextDatum(presence_worker_arg(fcinfo, 1));
-	connect_spi();
+	presence_spi_connect();
 	presence_execute(global ? &count_global_query : &count_query, values,
 					 NULL, true, 1);
 	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
@@ -663,7 +656,7 @@ presence_find_entry(PG_FUNCTION_ARGS)
 		elog(ERROR, "presence_find_entry must return a composite type");
 	result_desc = BlessTupleDesc(result_desc);
 
-	connect_spi();
+	presence_spi_connect();
 	presence_execute(&find_query, values, NULL, true, 1);
 	if (SPI_processed > 0)
 	{
@@ -705,7 +698,7 @@ presence_sweep_expired_status(PG_FUNCTION_ARGS)
 	int			total = 0;
 	bool		more = true;
 
-	connect_spi();
+	presence_spi_connect();
 	while (more)
 		total += presence_sweep_batch(presence_batch_size, &more);
 	SPI_finish();
@@ -739,7 +732,7 @@ presence_snapshot(PG_FUNCTION_ARGS)
 	/* Allocated before SPI_connect: the result must outlive SPI_finish. */
 	initStringInfo(&buf);
 
-	connect_spi();
+	presence_spi_connect();
 	presence_execute(&topic_seq_query, &topic_arg_datum, NULL, true, 1);
 	if (SPI_processed > 0)
 	{

@@ -306,8 +306,7 @@ presence_worker_start(PG_FUNCTION_ARGS)
 					 errmsg("lease must be a positive interval")));
 	}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "presence: SPI_connect failed");
+	presence_spi_connect();
 	drop_worker_entries(worker_id);
 	register_worker(worker_id, lease);
 	SPI_finish();
@@ -334,8 +333,7 @@ presence_heartbeat(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum(now_s);
 	values[2] = Int64GetDatum(now_s - presence_worker_ttl_s);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "presence: SPI_connect failed");
+	presence_spi_connect();
 	presence_execute(&heartbeat_query, values, NULL, false, 0);
 	if (SPI_processed > 0)
 	{
@@ -368,8 +366,7 @@ presence_worker_stop(PG_FUNCTION_ARGS)
 	int			dropped;
 	bool		had_row;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "presence: SPI_connect failed");
+	presence_spi_connect();
 	dropped = drop_worker_entries(worker_id);
 	presence_execute(&unregister_query, &id, NULL, false, 0);
 	had_row = SPI_processed > 0;
@@ -466,8 +463,7 @@ presence_prune_dead_workers(PG_FUNCTION_ARGS)
 	int			total = 0;
 	bool		more = true;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "presence: SPI_connect failed");
+	presence_spi_connect();
 	while (more)
 		total += presence_prune_batch(presence_batch_size, true, &more);
 	SPI_finish();

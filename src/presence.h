@@ -89,6 +89,7 @@ typedef enum PresenceTable
 extern Oid	presence_table(PresenceTable which);
 extern bool presence_find_by_key(Relation rel, Relation index, const char *key,
 								 Snapshot snapshot, TupleTableSlot *slot);
+extern void presence_spi_connect(void);
 extern int	presence_execute(PresenceQuery *query, Datum *values,
 							 const char *nulls, bool read_only, long count);
 

@@ -198,6 +198,16 @@ presence_plan(PresenceQuery *query)
 }
 
 /*
+ * Connect to SPI; every caller pairs it with SPI_finish.
+ */
+void
+presence_spi_connect(void)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "presence: SPI_connect failed");
+}
+
+/*
  * Execute the query's kept plan; returns the SPI result code.
  */
 int
