@@ -15,7 +15,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(
-  connect_db connect_retry dsn cluster_dir
+  connect_db connect_retry wait_disconnected dsn cluster_dir
   worker_pid wait_worker_pid set_gucs reset_gucs
   log_path log_offset log_since worker_log_problems
   decode_diff diff_of ms now_s
@@ -70,6 +70,19 @@ sub connect_retry {
 		die $@ if time > $deadline;
 		sleep 0.05;
 	}
+}
+
+# Wait until the server has closed $dbh's session (a crash restart has
+# begun): a connection made before that could be accepted and then killed
+# by the same restart.
+sub wait_disconnected {
+	my ($dbh, $timeout) = @_;
+	my $deadline = time + ($timeout // 10);
+	while (time < $deadline) {
+		return 1 unless eval { $dbh->do('SELECT 1'); 1 };
+		sleep 0.01;
+	}
+	return 0;
 }
 
 sub ms { sprintf '%.0f', $_[0] * 1000 }

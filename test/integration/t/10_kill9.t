@@ -27,7 +27,10 @@ state_file_append('deliberate_kills', $pid);
 my $t0 = time;
 kill 'KILL', $pid;
 
-# Reconnect (the restart killed every session), wait for the new worker.
+# Reconnect once the restart has killed every session (connecting earlier
+# could reach the server before the postmaster noticed the kill), then wait
+# for the new worker.
+ok(wait_disconnected($admin, 10), 'the crash restart ends every session');
 $admin = connect_retry(timeout => 30);
 my $t_conn = time;
 $l->connect;
