@@ -245,13 +245,25 @@ advance_seq(const char *topic)
 		bool		replace[2] = {false, true};
 		HeapTuple	new_row;
 		bool		isnull;
+		bool		reindex;
 
 		seq = DatumGetInt64(slot_getattr(slot, 2, &isnull)) + 1;
 		values[1] = Int64GetDatum(seq);
 		new_row = heap_modify_tuple(old_row, RelationGetDescr(rel), values,
 									nulls, replace);
+#if PG_VERSION_NUM >= 160000
+		{
+			TU_UpdateIndexes update_indexes;
+
+			simple_heap_update(rel, &old_row->t_self, new_row,
+							   &update_indexes);
+			reindex = update_indexes != TU_None;
+		}
+#else
 		simple_heap_update(rel, &old_row->t_self, new_row);
-		if (!HeapTupleIsHeapOnly(new_row))
+		reindex = !HeapTupleIsHeapOnly(new_row);
+#endif
+		if (reindex)
 		{
 			Datum		key = slot_getattr(slot, 1, &isnull);
 
