@@ -63,15 +63,16 @@ has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 rm -rf "$OUT"
 mkdir -p "$OUT/write" "$OUT/reads" "$OUT/delivery"
 note "packages"
-ensure_packages make gcc postgresql-15 postgresql-server-dev-15 libpq-dev
+ensure_packages make gcc "postgresql-$PRESENCE_PG_MAJOR" \
+	"postgresql-server-dev-$PRESENCE_PG_MAJOR" libpq-dev
 note "building and installing the extension"
 { make -C "$ROOT" && make -C "$ROOT" install; } >"$OUT/build.log" 2>&1 || {
 	tail -n 40 "$OUT/build.log" >&2
 	echo "bench: the extension did not build; see $OUT/build.log" >&2
 	exit 1
 }
-cc -O2 -Wall -I"$(pg_config --includedir)" -o "$OUT/listener" \
-	"$BENCH/listener.c" -L"$(pg_config --libdir)" -lpq
+cc -O2 -Wall -I"$("$PG_CONFIG" --includedir)" -o "$OUT/listener" \
+	"$BENCH/listener.c" -L"$("$PG_CONFIG" --libdir)" -lpq
 
 # --- 2. cluster -------------------------------------------------------------
 LISTENER_PIDS=()

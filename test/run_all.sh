@@ -73,9 +73,9 @@ record_regress regress "$OUT/regress.log" $? "$OUT/regress"
 echo "== isolation"
 specs=$(ls test/isolation/specs/*.spec 2>/dev/null | xargs -n1 basename 2>/dev/null | sed 's/\.spec$//')
 if [ -n "$specs" ]; then
-	"$(pg_config --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress" \
+	"$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress" \
 		--inputdir=test/isolation --outputdir="$OUT/isolation" \
-		--bindir="$(pg_config --bindir)" --load-extension=presence \
+		--bindir="$PG_BINDIR" --load-extension=presence \
 		--dbname=isolation_regression $specs >"$OUT/isolation.log" 2>&1
 	record_regress isolation "$OUT/isolation.log" $? "$OUT/isolation"
 else

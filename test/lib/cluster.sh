@@ -10,7 +10,7 @@
 #   psql -c 'select 1'
 #   cluster_stop /tmp/mycluster
 
-PG_BINDIR=${PG_BINDIR:-$(pg_config --bindir)}
+. "$(dirname "${BASH_SOURCE[0]}")/deps.sh"
 
 _as_postgres() {
 	if [ "$(id -u)" = 0 ]; then

@@ -13,10 +13,20 @@ ensure_packages() {
 		apt-get install -y -q "${missing[@]}" >/dev/null
 }
 
+# The PostgreSQL to build and test against: Debian's packages of major
+# version PRESENCE_PG_MAJOR (15 on Debian 12).  Its pg_config is named
+# explicitly: Debian's /usr/bin/pg_config follows the newest server-dev
+# package installed, which need not be this one.
+PRESENCE_PG_MAJOR=${PRESENCE_PG_MAJOR:-15}
+PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/$PRESENCE_PG_MAJOR/bin}
+PG_CONFIG=${PG_CONFIG:-$PG_BINDIR/pg_config}
+export PRESENCE_PG_MAJOR PG_BINDIR PG_CONFIG
+
 # The packages that building the extension and running its SQL suites need.
-PRESENCE_BUILD_PACKAGES=(make gcc postgresql-15 postgresql-server-dev-15
-	libpq-dev postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
-	libdbd-pg-perl)
+PRESENCE_BUILD_PACKAGES=(make gcc "postgresql-$PRESENCE_PG_MAJOR"
+	"postgresql-server-dev-$PRESENCE_PG_MAJOR" libpq-dev
+	"postgresql-$PRESENCE_PG_MAJOR-pgtap"
+	libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl)
 
 # build_and_install: make && make install of the extension at the repo top.
 build_and_install() {

@@ -195,8 +195,7 @@ sub spawn_client {
 
 sub pg_ctl_as_postgres {
 	my (@args) = @_;
-	my $bindir = $ENV{PG_BINDIR} // `pg_config --bindir`;
-	chomp $bindir;
+	my $bindir = $ENV{PG_BINDIR};
 	my @cmd = ("$bindir/pg_ctl", @args);
 	unshift @cmd, qw(runuser -u postgres --) if $> == 0;
 	return system('sh', '-c', '"$@" >/dev/null', 'sh', @cmd) == 0;
