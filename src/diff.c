@@ -42,8 +42,6 @@
  */
 #define PRESENCE_TOPIC_LOCK_SUBID 0x7072
 
-#define DIFF_TOPIC_PREFIX "presence:"
-
 static const char *const diff_kind_names[] = {"join", "leave", "status"};
 
 static PresenceQuery create_seq_query = {
@@ -57,7 +55,7 @@ static PresenceQuery read_seqs_query = {
 };
 
 static PresenceQuery store_seqs_query = {
-	"INSERT INTO %1$s.presence_topic_seq AS s (topic, seq)"
+	"INSERT INTO %1$s.presence_topic_seq (topic, seq)"
 	" SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
 	" ON CONFLICT (topic) DO UPDATE SET seq = excluded.seq",
 	2, {TEXTARRAYOID, INT8ARRAYOID}
@@ -118,24 +116,14 @@ build_diff(StringInfo buf, PresenceDiffKind kind, const PresenceEntry *entry,
 {
 	int			dtopic_chars;
 
-	dtopic_chars = strlen(DIFF_TOPIC_PREFIX) +
+	dtopic_chars = strlen(PRESENCE_DIFF_TOPIC_PREFIX) +
 		pg_mbstrlen_with_len(entry->topic, strlen(entry->topic));
-	appendStringInfo(buf, "%d:" DIFF_TOPIC_PREFIX "%s{\"kind\":\"%s\",",
+	appendStringInfo(buf, "%d:" PRESENCE_DIFF_TOPIC_PREFIX "%s{\"kind\":\"%s\",",
 					 dtopic_chars, entry->topic, diff_kind_names[kind]);
 	presence_append_entry_fields(buf, entry);
 	appendStringInfo(buf, ",\"seq\":" INT64_FORMAT ",\"worker_id\":", seq);
 	escape_json(buf, entry->worker_id);
 	appendStringInfoChar(buf, '}');
-}
-
-static void
-report_diff_too_long(int bytes)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("topic, principal_id, agent_id and note are too long for one presence diff"),
-			 errdetail("The diff would take %d bytes; a NOTIFY payload must be shorter than %d bytes.",
-					   bytes, PRESENCE_NOTIFY_MAX_BYTES)));
 }
 
 /*
@@ -150,7 +138,11 @@ presence_encode_diff(PresenceDiffKind kind, const PresenceEntry *entry,
 	initStringInfo(&buf);
 	build_diff(&buf, kind, entry, seq);
 	if (buf.len >= PRESENCE_NOTIFY_MAX_BYTES)
-		report_diff_too_long(buf.len);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("topic, principal_id, agent_id and note are too long for one presence diff"),
+				 errdetail("The diff would take %d bytes; a NOTIFY payload must be shorter than %d bytes.",
+						   buf.len, PRESENCE_NOTIFY_MAX_BYTES)));
 	return buf.data;
 }
 
@@ -162,22 +154,7 @@ presence_encode_diff(PresenceDiffKind kind, const PresenceEntry *entry,
 void
 presence_check_diff_fits(const PresenceEntry *entry)
 {
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	build_diff(&buf, PRESENCE_DIFF_STATUS, entry, PG_INT64_MAX);
-	if (buf.len >= PRESENCE_NOTIFY_MAX_BYTES)
-		report_diff_too_long(buf.len);
-	pfree(buf.data);
-}
-
-/*
- * Queue one payload; NOTIFY sends it if and when the transaction commits.
- */
-void
-presence_notify(const char *payload)
-{
-	Async_Notify(presence_channel, payload);
+	pfree(presence_encode_diff(PRESENCE_DIFF_STATUS, entry, PG_INT64_MAX));
 }
 
 static uint64
@@ -302,7 +279,8 @@ presence_change_one(PresenceDiffKind kind, const char *topic,
 
 	presence_entry_from_tuple(&entry, SPI_tuptable->vals[0],
 							  SPI_tuptable->tupdesc);
-	presence_notify(presence_encode_diff(kind, &entry, advance_seq(topic)));
+	Async_Notify(presence_channel,
+				 presence_encode_diff(kind, &entry, advance_seq(topic)));
 	return true;
 }
 
@@ -462,7 +440,8 @@ presence_change_locked(PresenceDiffKind kind, PresenceQuery *candidates,
 		t = (int) (slot - topics);
 
 		seqs[t]++;
-		presence_notify(presence_encode_diff(kind, &entries[i], seqs[t]));
+		Async_Notify(presence_channel,
+					 presence_encode_diff(kind, &entries[i], seqs[t]));
 	}
 
 	seq_datums = palloc(ntopics * sizeof(Datum));

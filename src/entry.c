@@ -380,39 +380,42 @@ presence_untrack(PG_FUNCTION_ARGS)
 }
 
 /*
- * Drop up to `limit` entries of a worker (of one fd when fd >= 0), with
- * leave diffs.  *more says whether more may remain.
+ * Drop every entry of a worker (of one fd when fd >= 0) in this
+ * transaction, with leave diffs, batch_size at a time.  The caller is
+ * connected to SPI.
  */
 int
-presence_drop_entries(const char *worker_id, int32 fd, int limit, bool *more)
+presence_drop_entries(const char *worker_id, int32 fd)
 {
+	bool		one_fd = fd >= 0;
 	Datum		values[2];
+	int			total = 0;
+	bool		more = true;
 
 	values[0] = CStringGetTextDatum(worker_id);
-	if (fd < 0)
-		return presence_change_locked(PRESENCE_DIFF_LEAVE,
-									  &worker_candidates_query,
-									  &drop_worker_query, values, NULL, 1,
-									  limit, more);
 	values[1] = Int32GetDatum(fd);
-	return presence_change_locked(PRESENCE_DIFF_LEAVE, &fd_candidates_query,
-								  &drop_fd_query, values, NULL, 2, limit,
-								  more);
+	while (more)
+		total += presence_change_locked(PRESENCE_DIFF_LEAVE,
+										one_fd ? &fd_candidates_query :
+										&worker_candidates_query,
+										one_fd ? &drop_fd_query :
+										&drop_worker_query,
+										values, NULL, one_fd ? 2 : 1,
+										presence_batch_size, &more);
+	return total;
 }
 
 /*
- * Drop every entry of a worker (or of one of its fds) in this transaction.
+ * Drop every entry of a worker (or of one of its fds) in its own SPI
+ * connection.
  */
 static int
 drop_all_entries(const char *worker_id, int32 fd)
 {
-	int			total = 0;
-	bool		more = true;
+	int			total;
 
 	presence_spi_connect();
-	while (more)
-		total += presence_drop_entries(worker_id, fd, presence_batch_size,
-									   &more);
+	total = presence_drop_entries(worker_id, fd);
 	SPI_finish();
 	return total;
 }
@@ -713,7 +716,8 @@ presence_diff_topic(PG_FUNCTION_ARGS)
 {
 	char	   *topic = topic_arg(fcinfo, 0);
 
-	PG_RETURN_TEXT_P(cstring_to_text(psprintf("presence:%s", topic)));
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf(PRESENCE_DIFF_TOPIC_PREFIX "%s",
+											   topic)));
 }
 
 /*

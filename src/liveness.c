@@ -40,7 +40,7 @@ PG_FUNCTION_INFO_V1(presence_prune_dead_workers);
 	" AND a.backend_start" EQ w ".backend_start)"
 
 static PresenceQuery register_query = {
-	"INSERT INTO %1$s.tep_presence_worker AS w"
+	"INSERT INTO %1$s.tep_presence_worker"
 	" (worker_id, last_seen_ts, backend_pid, backend_start, lease, lease_until)"
 	" VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp()" PLUS "$5)"
 	" ON CONFLICT (worker_id) DO UPDATE SET"
@@ -242,18 +242,6 @@ set_session_worker(const char *worker_id)
 							 PGC_S_SESSION, GUC_ACTION_SET, true, 0, false);
 }
 
-static int
-drop_worker_entries(const char *worker_id)
-{
-	int			total = 0;
-	bool		more = true;
-
-	while (more)
-		total += presence_drop_entries(worker_id, -1, presence_batch_size,
-									   &more);
-	return total;
-}
-
 /*
  * Register a worker: bound to this connection when lease is NULL.
  */
@@ -307,7 +295,7 @@ presence_worker_start(PG_FUNCTION_ARGS)
 	}
 
 	presence_spi_connect();
-	drop_worker_entries(worker_id);
+	presence_drop_entries(worker_id, -1);
 	register_worker(worker_id, lease);
 	SPI_finish();
 
@@ -367,7 +355,7 @@ presence_worker_stop(PG_FUNCTION_ARGS)
 	bool		had_row;
 
 	presence_spi_connect();
-	dropped = drop_worker_entries(worker_id);
+	dropped = presence_drop_entries(worker_id, -1);
 	presence_execute(&unregister_query, &id, NULL, false, 0);
 	had_row = SPI_processed > 0;
 	SPI_finish();

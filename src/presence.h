@@ -15,6 +15,9 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 
+/* Diffs are sent under the topic "presence:<topic>" (Tep's dtopic). */
+#define PRESENCE_DIFF_TOPIC_PREFIX "presence:"
+
 /* Limits of SPEC "Bad input", in bytes. */
 #define PRESENCE_MAX_NAME_BYTES	255
 #define PRESENCE_MAX_NOTE_BYTES	1024
@@ -123,7 +126,6 @@ extern void presence_append_entry_fields(StringInfo buf,
 extern char *presence_encode_diff(PresenceDiffKind kind,
 								  const PresenceEntry *entry, int64 seq);
 extern void presence_check_diff_fits(const PresenceEntry *entry);
-extern void presence_notify(const char *payload);
 extern bool presence_change_one(PresenceDiffKind kind, const char *topic,
 								PresenceQuery *change, Datum *values,
 								const char *nulls);
@@ -138,8 +140,7 @@ extern char *presence_text_arg(FunctionCallInfo fcinfo, int argno,
 							   const char *argname, bool allow_empty,
 							   int max_bytes);
 extern int64 presence_now_s(void);
-extern int	presence_drop_entries(const char *worker_id, int32 fd, int limit,
-								  bool *more);
+extern int	presence_drop_entries(const char *worker_id, int32 fd);
 extern int	presence_sweep_batch(int limit, bool *more);
 
 /* liveness.c */
