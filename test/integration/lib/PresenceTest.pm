@@ -19,7 +19,7 @@ our @EXPORT = qw(
   worker_pid wait_worker_pid set_gucs reset_gucs
   log_path log_offset log_since worker_log_problems
   decode_diff diff_of ms now_s
-  spawn_client pg_ctl_as_postgres
+  spawn_client pg_ctl_as_postgres expiry_and_prune_work
   state_file_append state_file_lines
 );
 
@@ -199,6 +199,37 @@ sub pg_ctl_as_postgres {
 	my @cmd = ("$bindir/pg_ctl", @args);
 	unshift @cmd, qw(runuser -u postgres --) if $> == 0;
 	return system('sh', '-c', '"$@" >/dev/null', 'sh', @cmd) == 0;
+}
+
+# The worker still does its job after a disruption (`when` names it in the
+# assertions): on a new connection (`connect`: connect_db options), a
+# status expiring in 1 s is reset within sweep_interval + 0.5 s, and once
+# `admin` terminates the connection its entry leaves within 2 x
+# sweep_interval; both seen by `listener`.  `start` registers the worker
+# with presence_worker_start() first; otherwise the track does.
+sub expiry_and_prune_work {
+	my (%o) = @_;
+	my ($l, $admin, $when, $topic, $fd) = @o{qw(listener admin when topic fd)};
+	my $c = connect_db(%{ $o{connect} // {} });
+	$c->selectrow_array('SELECT presence_worker_start()') if $o{start};
+	$c->selectrow_array('SELECT presence_track(?, ?, ?)', undef, $topic, $fd, "user:$fd");
+	my $wid = $admin->selectrow_array('SELECT worker_id FROM tep_presence_worker WHERE backend_pid = ?',
+		undef, $c->{pg_pid});
+	my $until = now_s() + 1;
+	$c->selectrow_array(q{SELECT presence_set_status(?, ?, 'busy', '', ?)}, undef, $topic, $fd, $until);
+	my $r = $l->wait_for(PresenceTest::Listener::match(kind => 'status', worker_id => $wid, fd => $fd,
+			state => 'available'), $until + 0.7 + 1 - time);
+	ok($r, "$when expiry works") and do {
+		diag(sprintf 'reset latency %s ms (%s)', ms($r->{t} - $until), $when);
+		cmp_ok($r->{t} - $until, '<=', 0.7, '  within sweep_interval + 0.5 s');
+	};
+	my $t0 = time;
+	$admin->selectrow_array('SELECT pg_terminate_backend(?)', undef, $c->{pg_pid});
+	$r = $l->wait_for(PresenceTest::Listener::match(kind => 'leave', worker_id => $wid), 2);
+	ok($r, "$when a terminated connection is pruned") and do {
+		diag(sprintf 'leave latency %s ms (%s)', ms($r->{t} - $t0), $when);
+		cmp_ok($r->{t} - $t0, '<=', 0.4, '  within 2 x sweep_interval');
+	};
 }
 
 # State shared between test files (e.g. deliberate kills).

@@ -74,20 +74,7 @@ is_deeply(\@problems, [], 'no worker error or crash in the log')
 # It resumes.
 is($ddl->selectrow_array(q{SELECT count(*) FROM tep_presence WHERE worker_id = 'dc-orphan'}), 0,
 	'the last round\'s orphan entries were pruned');
-my $c = connect_db();
-$c->selectrow_array(q{SELECT presence_track('dc:room', 7, 'user:7')});
-$base = now_s();
-$c->selectrow_array(q{SELECT presence_set_status('dc:room', 7, 'busy', '', ?)}, undef, $base + 1);
-my $wid = $ddl->selectrow_array('SELECT worker_id FROM tep_presence_worker WHERE backend_pid = ?', undef, $c->{pg_pid});
-$r = $l->wait_for(PresenceTest::Listener::match(kind => 'status', worker_id => $wid, fd => 7, state => 'available'),
-	$base + 1 + 0.7 + 1 - time);
-ok($r, 'after the rounds expiry works') and
-  cmp_ok($r->{t} - ($base + 1), '<=', 0.7, '  within sweep_interval + 0.5 s');
-my $t0 = time;
-$ddl->selectrow_array('SELECT pg_terminate_backend(?)', undef, $c->{pg_pid});
-$r = $l->wait_for(PresenceTest::Listener::match(kind => 'leave', worker_id => $wid), 2);
-ok($r, 'and a terminated connection is pruned') and
-  cmp_ok($r->{t} - $t0, '<=', 0.4, '  within 2 x sweep_interval');
+expiry_and_prune_work(listener => $l, admin => $ddl, when => 'after the rounds', topic => 'dc:room', fd => 7);
 
 $app->do(q{SELECT presence_worker_stop()});
 done_testing;

@@ -63,25 +63,8 @@ is($admin->selectrow_array(q{SELECT count(*) FROM tep_presence WHERE worker_id =
 	'the leased worker keeps its entry');
 
 # It keeps working: expiry and pruning, seen through the new LISTEN connection.
-my $c = connect_db();
-my $wid = $c->selectrow_array('SELECT presence_worker_start()');
-$c->selectrow_array(q{SELECT presence_track('k9:room', 20, 'user:c')});
-my $base = now_s();
-$c->selectrow_array(q{SELECT presence_set_status('k9:room', 20, 'busy', '', ?)}, undef, $base + 1);
-my $r = $l->wait_for(PresenceTest::Listener::match(kind => 'status', worker_id => $wid, state => 'available'),
-	$base + 1 + 0.7 + 1 - time);
-ok($r, 'after the restart expiry works') and do {
-	my $lat = $r->{t} - ($base + 1);
-	diag(sprintf 'reset latency %s ms (after kill -9)', ms($lat));
-	cmp_ok($lat, '<=', 0.7, '  within sweep_interval + 0.5 s');
-};
-my $t1 = time;
-$admin->selectrow_array('SELECT pg_terminate_backend(?)', undef, $c->{pg_pid});
-$r = $l->wait_for(PresenceTest::Listener::match(kind => 'leave', worker_id => $wid), 2);
-ok($r, 'after the restart a terminated connection is pruned') and do {
-	diag(sprintf 'leave latency %s ms (after kill -9)', ms($r->{t} - $t1));
-	cmp_ok($r->{t} - $t1, '<=', 0.4, '  within 2 x sweep_interval');
-};
+expiry_and_prune_work(listener => $l, admin => $admin, when => 'after kill -9', topic => 'k9:room', fd => 20,
+	start => 1);
 
 my $log = log_since(0);
 my @started = $log =~ /^.*\[$new\] presence worker LOG:  presence worker started.*$/mg;

@@ -78,25 +78,8 @@ is_deeply([worker_log_problems(log_since($off, 'second'))], [], '  no error in t
 my $appdb = connect_db(%c2, db => 'appdb');
 $appdb->do('CREATE EXTENSION presence');
 my $l = PresenceTest::Listener->new(%c2, db => 'appdb');
-my $a2 = connect_db(%c2, db => 'appdb');
-my $w2 = $a2->selectrow_array('SELECT presence_worker_start()');
-$a2->selectrow_array(q{SELECT presence_track('app:room', 1, 'user:1')});
-$base = now_s();
-$a2->selectrow_array(q{SELECT presence_set_status('app:room', 1, 'busy', '', ?)}, undef, $base + 1);
-my $r = $l->wait_for(PresenceTest::Listener::match(kind => 'status', worker_id => $w2, state => 'available'),
-	$base + 1 + 0.7 + 1 - time);
-ok($r, 'after CREATE EXTENSION in appdb, expiry works there') and do {
-	my $lat = $r->{t} - ($base + 1);
-	diag(sprintf 'reset latency %s ms (appdb, after CREATE EXTENSION)', ms($lat));
-	cmp_ok($lat, '<=', 0.7, '  within sweep_interval + 0.5 s');
-};
-my $t0 = time;
-$appdb->selectrow_array('SELECT pg_terminate_backend(?)', undef, $a2->{pg_pid});
-$r = $l->wait_for(PresenceTest::Listener::match(kind => 'leave', worker_id => $w2), 2);
-ok($r, '  and a terminated connection is pruned') and do {
-	diag(sprintf 'leave latency %s ms (appdb)', ms($r->{t} - $t0));
-	cmp_ok($r->{t} - $t0, '<=', 0.4, '  within 2 x sweep_interval');
-};
+expiry_and_prune_work(listener => $l, admin => $appdb, when => 'after CREATE EXTENSION in appdb',
+	topic => 'app:room', fd => 1, start => 1, connect => { %c2, db => 'appdb' });
 
 my $log = log_since($off, 'second');
 is(scalar(() = $log =~ /presence worker started for database "appdb"/g), 1, 'one start line since the restart');
