@@ -2,8 +2,8 @@
 
 EXTENSION = presence
 MODULE_big = presence
-OBJS = src/presence.o src/query.o src/diff.o src/entry.o src/liveness.o \
-	src/bgworker.o
+OBJS = src/presence.o src/query.o src/wire.o src/args.o src/change.o \
+	src/entry.o src/liveness.o src/bgworker.o
 DATA = presence--1.0.sql
 PGFILEDESC = "presence - who's-here registry with Tep-wire diffs"
 

@@ -46,7 +46,8 @@ ROLLBACK;
 SELECT count(*) AS after_rollback, pg_temp.seq('room:lobby') AS seq
   FROM tep_presence;
 
--- One transaction, so that every entry has the same since_ts.
+-- One transaction, so that every entry has the same since_ts.  Seqs are
+-- given at commit: until then the topic's seq stays where it was.
 BEGIN;
 SELECT presence_track('room:lobby', 5, 'user:42', worker_id => 'gw-1');
 SELECT pg_temp.seq('room:lobby');
@@ -67,6 +68,9 @@ SELECT presence_track('room:lobby', 3, 'user:42', kind => 'human',
 SELECT pg_temp.seq('room:lobby') AS lobby_seq,
        pg_temp.seq('room:other') AS other_seq;
 COMMIT;
+-- Four joins in the lobby (the repeated track sent none), one in other.
+SELECT pg_temp.seq('room:lobby') AS lobby_seq,
+       pg_temp.seq('room:other') AS other_seq;
 
 -- find_entry: the row, or NULL.
 SELECT worker_id, topic, fd, principal_id, kind, agent_id,
@@ -183,6 +187,9 @@ SELECT worker_id, topic, fd, status_state, status_note,
 SELECT pg_temp.seq('room:lobby') AS lobby_seq, pg_temp.seq('room:other') AS other_seq;
 SELECT presence_sweep_expired_status() AS reset_again;
 COMMIT;
+-- At commit: four status diffs in the lobby and one in other, then the
+-- sweep's two and one.
+SELECT pg_temp.seq('room:lobby') AS lobby_seq, pg_temp.seq('room:other') AS other_seq;
 
 ----------------------------------------------------------------------------
 -- snapshot: {"topic", "seq", "entries"} with diff-shaped entries (no

@@ -212,8 +212,7 @@ SELECT presence_track(:ctl255, 4, :ctl255, 'agent_for', :ctl255, 'gw-big');
 SELECT pg_temp.try(format('SELECT presence_set_status(%L, 4, %L, %L, 0, %L)',
                           repeat(E'\x01', 255), 'busy', repeat(E'\x01', 1024),
                           'gw-big')) AS too_long;
-SELECT status_state, status_note = '' AS note_unchanged,
-       (SELECT seq FROM presence_topic_seq WHERE topic = :ctl255) AS seq
+SELECT status_state, status_note = '' AS note_unchanged
   FROM tep_presence WHERE worker_id = 'gw-big';
 -- The same note on a short entry fits (6144 + about 200 bytes).
 SELECT presence_set_status('room', 1, 'busy', repeat(E'\x01', 1024), 0,

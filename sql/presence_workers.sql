@@ -220,12 +220,14 @@ SELECT pg_temp.seq('pa') AS pa, pg_temp.seq('pb') AS pb;
 SELECT presence_prune_dead_workers() AS pruned;
 SELECT worker_id, count(*) FROM tep_presence GROUP BY 1 ORDER BY 1;
 SELECT worker_id FROM tep_presence_worker ORDER BY 1;
--- One leave diff per entry: 4 dead workers x 1 entry in each topic.
+-- Seqs are given at commit.
 SELECT pg_temp.seq('pa') AS pa, pg_temp.seq('pb') AS pb;
 -- A live bound worker's last_seen_ts is kept fresh for Tep's own pruning.
 SELECT last_seen_fresh FROM pg_temp.worker('bound-live');
 SELECT presence_prune_dead_workers() AS pruned_again;
 COMMIT;
+-- One leave diff per entry: 4 dead workers x 1 entry in each topic.
+SELECT pg_temp.seq('pa') AS pa, pg_temp.seq('pb') AS pb;
 
 -- Clean up.
 DELETE FROM tep_presence;

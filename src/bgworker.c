@@ -3,6 +3,9 @@
  *		The background worker: every presence.sweep_interval it resets
  *		expired statuses and prunes dead workers, in transactions of at most
  *		presence.batch_size rows, through the same code as the SQL functions.
+ *
+ * A batch never waits on an application transaction: rows one holds are
+ * skipped (SKIP LOCKED) and taken on a later tick.
  */
 #include "presence.h"
 
@@ -82,7 +85,7 @@ run_tick(bool check_bound_backends)
 	{
 		if (!begin_batch("presence: sweep expired statuses"))
 			return;
-		presence_sweep_batch(presence_batch_size, &more);
+		presence_sweep_batch(presence_batch_size, true, &more);
 		end_batch();
 	}
 
@@ -91,7 +94,7 @@ run_tick(bool check_bound_backends)
 	{
 		if (!begin_batch("presence: prune dead workers"))
 			return;
-		presence_prune_batch(presence_batch_size, check_bound_backends,
+		presence_prune_batch(presence_batch_size, check_bound_backends, true,
 							 &more);
 		end_batch();
 	}

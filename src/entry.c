@@ -115,103 +115,29 @@ static PresenceQuery topic_seq_query = {
 	1, {TEXTOID}
 };
 
+/* Expired statuses, oldest expiry first; the worker's skip locked rows. */
+#define EXPIRED_CANDIDATES \
+	"SELECT ctid FROM %1$s.tep_presence" \
+	" WHERE status_until" GT "0 AND status_until" LE "$1" \
+	" ORDER BY status_until LIMIT $2"
+
 static PresenceQuery expired_candidates_query = {
-	"SELECT ctid, topic FROM %1$s.tep_presence"
-	" WHERE status_until" GT "0 AND status_until" LE "$1"
-	" ORDER BY status_until LIMIT $2",
-	2, {INT8OID, INT8OID}
+	EXPIRED_CANDIDATES, 2, {INT8OID, INT8OID}
+};
+
+static PresenceQuery expired_unlocked_candidates_query = {
+	EXPIRED_CANDIDATES SKIP_LOCKED, 2, {INT8OID, INT8OID}
 };
 
 static PresenceQuery reset_expired_query = {
 	"UPDATE %1$s.tep_presence"
 	" SET status_state = 'available', status_note = '', status_until = 0"
-	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
-	" AND status_until" GT "0 AND status_until" LE "$3"
+	" WHERE ctid" EQ "ANY ($1)"
+	" AND status_until" GT "0 AND status_until" LE "$2"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
-	3, {TIDARRAYOID, TEXTARRAYOID, INT8OID},
+	2, {TIDARRAYOID, INT8OID},
 	BATCH_PLAN
 };
-
-static PresenceQuery worker_candidates_query = {
-	"SELECT ctid, topic FROM %1$s.tep_presence WHERE worker_id" EQ "$1"
-	" ORDER BY fd LIMIT $2",
-	2, {TEXTOID, INT8OID}
-};
-
-static PresenceQuery drop_worker_query = {
-	"DELETE FROM %1$s.tep_presence"
-	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
-	" AND worker_id" EQ "$3"
-	" RETURNING " PRESENCE_ENTRY_COLUMNS,
-	3, {TIDARRAYOID, TEXTARRAYOID, TEXTOID},
-	BATCH_PLAN
-};
-
-static PresenceQuery fd_candidates_query = {
-	"SELECT ctid, topic FROM %1$s.tep_presence"
-	" WHERE worker_id" EQ "$1 AND fd" EQ "$2 LIMIT $3",
-	3, {TEXTOID, INT4OID, INT8OID}
-};
-
-static PresenceQuery drop_fd_query = {
-	"DELETE FROM %1$s.tep_presence"
-	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
-	" AND worker_id" EQ "$3 AND fd" EQ "$4"
-	" RETURNING " PRESENCE_ENTRY_COLUMNS,
-	4, {TIDARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID},
-	BATCH_PLAN
-};
-
-/*
- * A text argument as a C string: ERROR 22004 when NULL, 22023 when empty
- * (unless allowed) or longer than max_bytes.
- */
-char *
-presence_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname,
-				  bool allow_empty, int max_bytes)
-{
-	text	   *value;
-	int			bytes;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-	value = PG_GETARG_TEXT_PP(argno);
-	bytes = VARSIZE_ANY_EXHDR(value);
-	if (bytes == 0 && !allow_empty)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be empty", argname)));
-	if (bytes > max_bytes)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be at most %d bytes", argname, max_bytes),
-				 errdetail("It is %d bytes.", bytes)));
-	return text_to_cstring(value);
-}
-
-/*
- * SPEC's rule for kind and agent_id: NULL when they agree, else the reason.
- */
-static const char *
-kind_violation(const char *kind, const char *agent_id)
-{
-	if (strcmp(kind, "human") == 0)
-		return agent_id[0] == '\0' ? NULL :
-			"agent_id must be empty when kind is 'human'";
-	if (strcmp(kind, "agent_for") == 0)
-		return agent_id[0] != '\0' ? NULL :
-			"agent_id must not be empty when kind is 'agent_for'";
-	return "kind must be 'human' or 'agent_for'";
-}
-
-static bool
-state_is_valid(const char *state)
-{
-	return strcmp(state, "available") == 0 || strcmp(state, "busy") == 0 ||
-		strcmp(state, "blocked") == 0;
-}
 
 /*
  * presence_entry_is_valid(worker_id, topic, fd, principal_id, kind,
@@ -239,45 +165,11 @@ presence_entry_is_valid(PG_FUNCTION_ARGS)
 	entry.status_note = text_to_cstring(PG_GETARG_TEXT_PP(8));
 	entry.status_until = PG_GETARG_INT64(9);
 
-	if (kind_violation(entry.kind, entry.agent_id) != NULL ||
-		!state_is_valid(entry.status_state))
+	if (presence_kind_violation(entry.kind, entry.agent_id) != NULL ||
+		!presence_state_is_valid(entry.status_state))
 		PG_RETURN_BOOL(false);
 	presence_check_diff_fits(&entry);
 	PG_RETURN_BOOL(true);
-}
-
-static char *
-topic_arg(FunctionCallInfo fcinfo, int argno)
-{
-	return presence_text_arg(fcinfo, argno, "topic", false,
-							 PRESENCE_MAX_NAME_BYTES);
-}
-
-static int32
-fd_arg(FunctionCallInfo fcinfo, int argno)
-{
-	int32		fd;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("fd must not be NULL")));
-	fd = PG_GETARG_INT32(argno);
-	if (fd < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("fd must not be negative"),
-				 errdetail("It is %d.", fd)));
-	return fd;
-}
-
-/*
- * Epoch seconds of the transaction's start: since_ts and the sweep's "now".
- */
-int64
-presence_now_s(void)
-{
-	return (int64) timestamptz_to_time_t(GetCurrentTransactionStartTimestamp());
 }
 
 /*
@@ -293,8 +185,8 @@ presence_track(PG_FUNCTION_ARGS)
 	const char *violation;
 	bool		added;
 
-	entry.topic = topic_arg(fcinfo, 0);
-	entry.fd = fd_arg(fcinfo, 1);
+	entry.topic = presence_topic_arg(fcinfo, 0);
+	entry.fd = presence_fd_arg(fcinfo, 1);
 	entry.principal_id = presence_text_arg(fcinfo, 2, "principal_id", false,
 										   PRESENCE_MAX_NAME_BYTES);
 	entry.kind = presence_text_arg(fcinfo, 3, "kind", false,
@@ -303,7 +195,7 @@ presence_track(PG_FUNCTION_ARGS)
 									   PRESENCE_MAX_NAME_BYTES);
 	entry.worker_id = presence_worker_arg(fcinfo, 5);
 
-	violation = kind_violation(entry.kind, entry.agent_id);
+	violation = presence_kind_violation(entry.kind, entry.agent_id);
 	if (violation != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -334,7 +226,7 @@ presence_track(PG_FUNCTION_ARGS)
 		nulls[7] = nulls[8] = 'n';
 
 	presence_spi_connect();
-	added = presence_change_one(PRESENCE_DIFF_JOIN, entry.topic,
+	added = presence_change_one(PRESENCE_DIFF_JOIN,
 								presence_worker_registered(entry.worker_id) ?
 								&track_query : &track_registering_query,
 								values, nulls);
@@ -360,7 +252,7 @@ change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
 		values[3 + i] = extra[i];
 
 	presence_spi_connect();
-	changed = presence_change_one(kind, topic, query, values, NULL);
+	changed = presence_change_one(kind, query, values, NULL);
 	SPI_finish();
 	return changed;
 }
@@ -371,38 +263,12 @@ change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
 Datum
 presence_untrack(PG_FUNCTION_ARGS)
 {
-	char	   *topic = topic_arg(fcinfo, 0);
-	int32		fd = fd_arg(fcinfo, 1);
+	char	   *topic = presence_topic_arg(fcinfo, 0);
+	int32		fd = presence_fd_arg(fcinfo, 1);
 	char	   *worker_id = presence_worker_arg(fcinfo, 2);
 
 	PG_RETURN_BOOL(change_entry(PRESENCE_DIFF_LEAVE, &untrack_query, topic,
 								worker_id, fd, NULL, 0));
-}
-
-/*
- * Drop every entry of a worker (of one fd when fd >= 0) in this
- * transaction, with leave diffs, batch_size at a time.  The caller is
- * connected to SPI.
- */
-int
-presence_drop_entries(const char *worker_id, int32 fd)
-{
-	bool		one_fd = fd >= 0;
-	Datum		values[2];
-	int			total = 0;
-	bool		more = true;
-
-	values[0] = CStringGetTextDatum(worker_id);
-	values[1] = Int32GetDatum(fd);
-	while (more)
-		total += presence_change_locked(PRESENCE_DIFF_LEAVE,
-										one_fd ? &fd_candidates_query :
-										&worker_candidates_query,
-										one_fd ? &drop_fd_query :
-										&drop_worker_query,
-										values, NULL, one_fd ? 2 : 1,
-										presence_batch_size, &more);
-	return total;
 }
 
 /*
@@ -427,7 +293,7 @@ drop_all_entries(const char *worker_id, int32 fd)
 Datum
 presence_untrack_by_fd(PG_FUNCTION_ARGS)
 {
-	int32		fd = fd_arg(fcinfo, 0);
+	int32		fd = presence_fd_arg(fcinfo, 0);
 	char	   *worker_id = presence_worker_arg(fcinfo, 1);
 
 	PG_RETURN_INT32(drop_all_entries(worker_id, fd));
@@ -497,7 +363,7 @@ presence_list(PG_FUNCTION_ARGS)
 {
 	Datum		values[2];
 
-	values[0] = CStringGetTextDatum(topic_arg(fcinfo, 0));
+	values[0] = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));
 	values[1] = CStringGetTextDatum(presence_worker_arg(fcinfo, 1));
 	materialize_entries(fcinfo, &list_query, values);
 	return (Datum) 0;
@@ -509,7 +375,7 @@ presence_list(PG_FUNCTION_ARGS)
 Datum
 presence_list_global(PG_FUNCTION_ARGS)
 {
-	Datum		topic = CStringGetTextDatum(topic_arg(fcinfo, 0));
+	Datum		topic = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));
 
 	materialize_entries(fcinfo, &list_global_query, &topic);
 	return (Datum) 0;
@@ -532,7 +398,7 @@ count_entries(FunctionCallInfo fcinfo, bool global, CountKind which)
 	bool		isnull;
 	int64		count;
 
-	values[0] = CStringGetTextDatum(topic_arg(fcinfo, 0));
+	values[0] = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));
 	if (!global)
 		values[1] = CStringGetTextDatum(presence_worker_arg(fcinfo, 1));
 	presence_spi_connect();
@@ -588,8 +454,8 @@ presence_count_agents_global(PG_FUNCTION_ARGS)
 Datum
 presence_set_status(PG_FUNCTION_ARGS)
 {
-	char	   *topic = topic_arg(fcinfo, 0);
-	int32		fd = fd_arg(fcinfo, 1);
+	char	   *topic = presence_topic_arg(fcinfo, 0);
+	int32		fd = presence_fd_arg(fcinfo, 1);
 	char	   *state = presence_text_arg(fcinfo, 2, "state", false,
 										  PRESENCE_MAX_NAME_BYTES);
 	char	   *note = presence_text_arg(fcinfo, 3, "note", true,
@@ -598,7 +464,7 @@ presence_set_status(PG_FUNCTION_ARGS)
 	char	   *worker_id = presence_worker_arg(fcinfo, 5);
 	Datum		extra[3];
 
-	if (!state_is_valid(state))
+	if (!presence_state_is_valid(state))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("state must be 'available', 'busy' or 'blocked', not \"%s\"",
@@ -627,8 +493,8 @@ presence_set_status(PG_FUNCTION_ARGS)
 Datum
 presence_clear_status(PG_FUNCTION_ARGS)
 {
-	char	   *topic = topic_arg(fcinfo, 0);
-	int32		fd = fd_arg(fcinfo, 1);
+	char	   *topic = presence_topic_arg(fcinfo, 0);
+	int32		fd = presence_fd_arg(fcinfo, 1);
 	char	   *worker_id = presence_worker_arg(fcinfo, 2);
 	Datum		extra[3];
 
@@ -652,9 +518,9 @@ presence_find_entry(PG_FUNCTION_ARGS)
 	bool		column_nulls[10];
 	HeapTuple	result = NULL;
 
-	values[0] = CStringGetTextDatum(topic_arg(fcinfo, 0));
+	values[0] = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));
 	values[1] = CStringGetTextDatum(presence_worker_arg(fcinfo, 2));
-	values[2] = Int32GetDatum(fd_arg(fcinfo, 1));
+	values[2] = Int32GetDatum(presence_fd_arg(fcinfo, 1));
 	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "presence_find_entry must return a composite type");
 	result_desc = BlessTupleDesc(result_desc);
@@ -679,17 +545,20 @@ presence_find_entry(PG_FUNCTION_ARGS)
 }
 
 /*
- * Reset up to `limit` expired statuses, with status diffs.
+ * Reset up to `limit` expired statuses, with status diffs; skip_locked
+ * leaves the entries an open transaction holds for another time.
  */
 int
-presence_sweep_batch(int limit, bool *more)
+presence_sweep_batch(int limit, bool skip_locked, bool *more)
 {
 	Datum		now = Int64GetDatum(presence_now_s());
 
-	return presence_change_locked(PRESENCE_DIFF_STATUS,
-								  &expired_candidates_query,
-								  &reset_expired_query, &now, NULL, 1, limit,
-								  more);
+	return presence_change_batch(PRESENCE_DIFF_STATUS,
+								 skip_locked ?
+								 &expired_unlocked_candidates_query :
+								 &expired_candidates_query,
+								 &reset_expired_query, &now, NULL, 1, limit,
+								 more);
 }
 
 /*
@@ -703,7 +572,7 @@ presence_sweep_expired_status(PG_FUNCTION_ARGS)
 
 	presence_spi_connect();
 	while (more)
-		total += presence_sweep_batch(presence_batch_size, &more);
+		total += presence_sweep_batch(presence_batch_size, false, &more);
 	SPI_finish();
 	PG_RETURN_INT32(total);
 }
@@ -714,7 +583,7 @@ presence_sweep_expired_status(PG_FUNCTION_ARGS)
 Datum
 presence_diff_topic(PG_FUNCTION_ARGS)
 {
-	char	   *topic = topic_arg(fcinfo, 0);
+	char	   *topic = presence_topic_arg(fcinfo, 0);
 
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf(PRESENCE_DIFF_TOPIC_PREFIX "%s",
 											   topic)));
@@ -727,7 +596,7 @@ presence_diff_topic(PG_FUNCTION_ARGS)
 Datum
 presence_snapshot(PG_FUNCTION_ARGS)
 {
-	char	   *topic = topic_arg(fcinfo, 0);
+	char	   *topic = presence_topic_arg(fcinfo, 0);
 	Datum		topic_arg_datum = CStringGetTextDatum(topic);
 	int64		seq = 0;
 	StringInfoData buf;
@@ -759,11 +628,7 @@ presence_snapshot(PG_FUNCTION_ARGS)
 								  SPI_tuptable->tupdesc);
 		if (i > 0)
 			appendStringInfoChar(&buf, ',');
-		appendStringInfoChar(&buf, '{');
-		presence_append_entry_fields(&buf, &entry);
-		appendStringInfoString(&buf, ",\"worker_id\":");
-		escape_json(&buf, entry.worker_id);
-		appendStringInfoChar(&buf, '}');
+		presence_append_snapshot_entry(&buf, &entry);
 	}
 	appendStringInfoString(&buf, "]}");
 	SPI_finish();

@@ -111,81 +111,59 @@ static PresenceQuery orphan_workers_query = {
  * Entries of the dead workers $1, worker by worker in index order, so that
  * each batch reads only what it takes, however large the table.
  */
+#define DEAD_ENTRIES(lock) \
+	"SELECT c.ctid FROM pg_catalog.unnest($1) AS w(worker_id)," \
+	" LATERAL (SELECT ctid FROM %1$s.tep_presence AS p" \
+	"          WHERE p.worker_id" EQ "w.worker_id" \
+	"          ORDER BY p.fd LIMIT $2" lock ") AS c" \
+	" LIMIT $2"
+
 static PresenceQuery dead_entries_query = {
-	"SELECT c.ctid, c.topic FROM pg_catalog.unnest($1) AS w(worker_id),"
-	" LATERAL (SELECT ctid, topic FROM %1$s.tep_presence AS p"
-	"          WHERE p.worker_id" EQ "w.worker_id"
-	"          ORDER BY p.fd LIMIT $2) AS c"
-	" LIMIT $2",
-	2, {TEXTARRAYOID, INT8OID}
+	DEAD_ENTRIES(""), 2, {TEXTARRAYOID, INT8OID}
+};
+
+static PresenceQuery dead_unlocked_entries_query = {
+	DEAD_ENTRIES(SKIP_LOCKED), 2, {TEXTARRAYOID, INT8OID}
 };
 
 static PresenceQuery drop_dead_entries_query = {
 	"DELETE FROM %1$s.tep_presence"
-	" WHERE ctid" EQ "ANY ($1) AND" IN_LOCKED_TOPICS
-	" AND worker_id" EQ "ANY ($3)"
+	" WHERE ctid" EQ "ANY ($1) AND worker_id" EQ "ANY ($2)"
 	" RETURNING " PRESENCE_ENTRY_COLUMNS,
-	3, {TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID},
+	2, {TIDARRAYOID, TEXTARRAYOID},
 	BATCH_PLAN
 };
 
-/* Deletes the worker row only if it is still dead. */
+/*
+ * Deletes the worker row only if it is still dead, and not while an open
+ * transaction holds it (a heartbeat in flight): that waits for a later
+ * tick.
+ */
 static PresenceQuery unregister_dead_query = {
-	"DELETE FROM %1$s.tep_presence_worker AS w WHERE worker_id" EQ "$1"
-	" AND (lease_until" LT "pg_catalog.clock_timestamp()"
-	" OR (backend_pid IS NULL AND lease IS NULL AND last_seen_ts" LT "$2)"
-	" OR (backend_pid IS NOT NULL AND NOT " BACKEND_ALIVE("w") "))",
+	"DELETE FROM %1$s.tep_presence_worker AS w"
+	" USING (SELECT worker_id FROM %1$s.tep_presence_worker AS d"
+	"        WHERE worker_id" EQ "$1"
+	"        AND (lease_until" LT "pg_catalog.clock_timestamp()"
+	"        OR (backend_pid IS NULL AND lease IS NULL AND last_seen_ts" LT "$2)"
+	"        OR (backend_pid IS NOT NULL AND NOT " BACKEND_ALIVE("d") "))"
+	SKIP_LOCKED ") AS dead"
+	" WHERE w.worker_id" EQ "dead.worker_id",
 	2, {TEXTOID, INT8OID}
 };
 
 /*
  * Keeps live bound workers' last_seen_ts fresh, so that a Tep app pruning
- * by age never removes them.  Reads only the rows that are due.
+ * by age never removes them.  Reads only the rows that are due, and skips
+ * a row an open transaction holds.
  */
 static PresenceQuery touch_bound_query = {
 	"UPDATE %1$s.tep_presence_worker AS w SET last_seen_ts = $1"
-	" WHERE backend_pid IS NOT NULL AND last_seen_ts" LT "$2"
-	" AND " BACKEND_ALIVE("w"),
+	" FROM (SELECT worker_id FROM %1$s.tep_presence_worker AS d"
+	"       WHERE backend_pid IS NOT NULL AND last_seen_ts" LT "$2"
+	"       AND " BACKEND_ALIVE("d") SKIP_LOCKED ") AS due"
+	" WHERE w.worker_id" EQ "due.worker_id",
 	2, {INT8OID, INT8OID}
 };
-
-static char *connection_worker_id = NULL;
-static bool connection_exit_watched = false;
-
-/*
- * This connection's own worker id, from its backend pid and start time.
- */
-static const char *
-connection_worker(void)
-{
-	if (connection_worker_id == NULL)
-		connection_worker_id =
-			MemoryContextStrdup(TopMemoryContext,
-								psprintf("pg-%d-" INT64_FORMAT, MyProcPid,
-										 (int64) timestamptz_to_time_t(MyStartTimestamp)));
-	return connection_worker_id;
-}
-
-bool
-presence_is_connection_worker(const char *worker_id)
-{
-	return strcmp(worker_id, connection_worker()) == 0;
-}
-
-/*
- * The worker_id argument, or when NULL the session's worker:
- * presence.worker_id if set, else the connection's own id.
- */
-char *
-presence_worker_arg(FunctionCallInfo fcinfo, int argno)
-{
-	if (!PG_ARGISNULL(argno))
-		return presence_text_arg(fcinfo, argno, "worker_id", false,
-								 PRESENCE_MAX_NAME_BYTES);
-	if (presence_worker_id_guc != NULL && presence_worker_id_guc[0] != '\0')
-		return pstrdup(presence_worker_id_guc);
-	return pstrdup(connection_worker());
-}
 
 /*
  * Whether the worker has a row, read straight from the primary key: track
@@ -208,25 +186,6 @@ presence_worker_registered(const char *worker_id)
 	index_close(index, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return found;
-}
-
-static void
-connection_exit_callback(int code, Datum arg)
-{
-	presence_note_bound_worker_exit();
-}
-
-/*
- * Tell the background worker when this backend exits, so it prunes the
- * connection-bound worker without waiting for a full liveness check.
- */
-void
-presence_watch_connection_exit(void)
-{
-	if (connection_exit_watched)
-		return;
-	on_shmem_exit(connection_exit_callback, (Datum) 0);
-	connection_exit_watched = true;
 }
 
 static int64
@@ -280,7 +239,7 @@ presence_worker_start(PG_FUNCTION_ARGS)
 	Interval   *lease = NULL;
 
 	if (PG_ARGISNULL(0))
-		worker_id = pstrdup(connection_worker());
+		worker_id = pstrdup(presence_connection_worker());
 	else
 		worker_id = presence_text_arg(fcinfo, 0, "worker_id", false,
 									  PRESENCE_MAX_NAME_BYTES);
@@ -387,13 +346,13 @@ collect_ids(List *ids, PresenceQuery *query, Datum *values)
 
 /*
  * Remove up to `limit` entries of dead workers, with leave diffs, and then
- * the rows of the dead workers.  All of a batch's entries go through one
- * locked change, so its topics are locked in one order, whatever workers
- * they belong to.  Bound workers' backends are checked only when
- * check_bound_backends.  *more says whether to call again.
+ * the rows of the dead workers, whose entries all go through one batch.  Bound workers' backends are checked only when
+ * check_bound_backends; skip_locked leaves the entries an open transaction
+ * holds for another time.  *more says whether to call again.
  */
 int
-presence_prune_batch(int limit, bool check_bound_backends, bool *more)
+presence_prune_batch(int limit, bool check_bound_backends, bool skip_locked,
+					 bool *more)
 {
 	int64		now_s = clock_epoch_s();
 	Datum		ttl_cutoff = Int64GetDatum(now_s - presence_worker_ttl_s);
@@ -419,10 +378,12 @@ presence_prune_batch(int limit, bool check_bound_backends, bool *more)
 		id_array = PointerGetDatum(construct_array(ids, list_length(dead),
 												   TEXTOID, -1, false,
 												   TYPALIGN_INT));
-		dropped = presence_change_locked(PRESENCE_DIFF_LEAVE,
-										 &dead_entries_query,
-										 &drop_dead_entries_query, &id_array,
-										 NULL, 1, limit, more);
+		dropped = presence_change_batch(PRESENCE_DIFF_LEAVE,
+										skip_locked ?
+										&dead_unlocked_entries_query :
+										&dead_entries_query,
+										&drop_dead_entries_query, &id_array,
+										NULL, 1, limit, more);
 
 		/* Once their entries are gone, the dead workers' rows go too. */
 		if (!*more)
@@ -453,7 +414,7 @@ presence_prune_dead_workers(PG_FUNCTION_ARGS)
 
 	presence_spi_connect();
 	while (more)
-		total += presence_prune_batch(presence_batch_size, true, &more);
+		total += presence_prune_batch(presence_batch_size, true, false, &more);
 	SPI_finish();
 	PG_RETURN_INT32(total);
 }

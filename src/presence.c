@@ -1,7 +1,8 @@
 /*
  * presence.c
- *		Module initialization: GUCs, the shared exit counter and the
- *		background worker's registration.
+ *		Module initialization: GUCs, the change engine's transaction
+ *		callbacks, the shared exit counter and the background worker's
+ *		registration.
  */
 #include "presence.h"
 
@@ -150,6 +151,8 @@ _PG_init(void)
 							   "",
 							   PGC_USERSET, 0,
 							   check_worker_id, NULL, NULL);
+
+	presence_register_change_callbacks();
 
 	DefineCustomIntVariable("presence.sweep_interval",
 							"Time between background worker ticks.",

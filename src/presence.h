@@ -1,6 +1,22 @@
 /*
  * presence.h
  *		Declarations shared by the presence extension's source files.
+ *
+ * Layers, each calling only those below it (no include cycles: every .c
+ * file includes just this header):
+ *
+ *	 presence.c   module init: GUCs, shared memory, callbacks, bgworker
+ *	 bgworker.c   the background worker's ticks
+ *	 entry.c      SQL functions of Tep's surface (track, status, lists...)
+ *	 liveness.c   SQL functions of workers, and pruning the dead
+ *	 change.c     the change engine: pending diffs, commit-time seqs,
+ *	              batches
+ *	 args.c       argument checks and the session's worker identity
+ *	 query.c      kept SPI plans and the extension's tables
+ *	 wire.c       Tep's wire format (pure encoding)
+ *
+ * entry.c asks liveness.c whether a worker is registered; liveness.c never
+ * calls entry.c.
  */
 #ifndef PRESENCE_H
 #define PRESENCE_H
@@ -63,10 +79,15 @@ typedef struct PresenceQuery
 /*
  * A batched change: planned for each batch with its arrays as constants
  * (a generic plan would guess 10 elements and search them for every row;
- * a constant array is hashed).  `$2` holds the topics the batch locked.
+ * a constant array is hashed).
  */
 #define BATCH_PLAN CURSOR_OPT_CUSTOM_PLAN
-#define IN_LOCKED_TOPICS " topic" EQ "ANY ($2)"
+
+/*
+ * The background worker's candidates: rows an application transaction has
+ * locked are left for the next tick, so a batch never waits on one.
+ */
+#define SKIP_LOCKED " FOR UPDATE SKIP LOCKED"
 
 /* The columns of tep_presence, in table order, as every query reads them. */
 #define PRESENCE_ENTRY_COLUMNS \
@@ -111,7 +132,7 @@ typedef struct PresenceEntry
 	int64		status_until;
 } PresenceEntry;
 
-/* diff.c */
+/* wire.c */
 typedef enum PresenceDiffKind
 {
 	PRESENCE_DIFF_JOIN,
@@ -121,35 +142,47 @@ typedef enum PresenceDiffKind
 
 extern void presence_entry_from_tuple(PresenceEntry *entry, HeapTuple tuple,
 									  TupleDesc tupdesc);
-extern void presence_append_entry_fields(StringInfo buf,
-										 const PresenceEntry *entry);
-extern char *presence_encode_diff(PresenceDiffKind kind,
-								  const PresenceEntry *entry, int64 seq);
+extern void presence_append_snapshot_entry(StringInfo buf,
+										   const PresenceEntry *entry);
+extern int	presence_encode_diff(StringInfo buf, PresenceDiffKind kind,
+								 const PresenceEntry *entry);
 extern void presence_check_diff_fits(const PresenceEntry *entry);
-extern bool presence_change_one(PresenceDiffKind kind, const char *topic,
-								PresenceQuery *change, Datum *values,
-								const char *nulls);
-extern int	presence_change_locked(PresenceDiffKind kind,
-								   PresenceQuery *candidates,
-								   PresenceQuery *change,
-								   Datum *values, const char *nulls,
-								   int nvalues, int limit, bool *more);
 
-/* entry.c */
+/* args.c */
 extern char *presence_text_arg(FunctionCallInfo fcinfo, int argno,
 							   const char *argname, bool allow_empty,
 							   int max_bytes);
+extern char *presence_topic_arg(FunctionCallInfo fcinfo, int argno);
+extern int32 presence_fd_arg(FunctionCallInfo fcinfo, int argno);
+extern const char *presence_kind_violation(const char *kind,
+										   const char *agent_id);
+extern bool presence_state_is_valid(const char *state);
 extern int64 presence_now_s(void);
+extern const char *presence_connection_worker(void);
+extern bool presence_is_connection_worker(const char *worker_id);
+extern char *presence_worker_arg(FunctionCallInfo fcinfo, int argno);
+extern void presence_watch_connection_exit(void);
+
+/* change.c */
+extern void presence_register_change_callbacks(void);
+extern void presence_record_diff(PresenceDiffKind kind,
+								 const PresenceEntry *entry);
+extern bool presence_change_one(PresenceDiffKind kind, PresenceQuery *change,
+								Datum *values, const char *nulls);
+extern int	presence_change_batch(PresenceDiffKind kind,
+								  PresenceQuery *candidates,
+								  PresenceQuery *change,
+								  Datum *values, const char *nulls,
+								  int nvalues, int limit, bool *more);
 extern int	presence_drop_entries(const char *worker_id, int32 fd);
-extern int	presence_sweep_batch(int limit, bool *more);
+
+/* entry.c */
+extern int	presence_sweep_batch(int limit, bool skip_locked, bool *more);
 
 /* liveness.c */
-extern char *presence_worker_arg(FunctionCallInfo fcinfo, int argno);
-extern bool presence_is_connection_worker(const char *worker_id);
 extern bool presence_worker_registered(const char *worker_id);
-extern void presence_watch_connection_exit(void);
 extern int	presence_prune_batch(int limit, bool check_bound_backends,
-								 bool *more);
+								 bool skip_locked, bool *more);
 
 /* bgworker.c */
 extern void presence_register_bgworker(void);

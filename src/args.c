@@ -1,0 +1,155 @@
+/*
+ * args.c
+ *		Argument checks of SPEC's "Bad input" and the session's worker
+ *		identity.  Every check raises before anything changes.
+ */
+#include "presence.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+static char *connection_worker_id = NULL;
+static bool connection_exit_watched = false;
+
+/*
+ * A text argument as a C string: ERROR 22004 when NULL, 22023 when empty
+ * (unless allowed) or longer than max_bytes.
+ */
+char *
+presence_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname,
+				  bool allow_empty, int max_bytes)
+{
+	text	   *value;
+	int			bytes;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	value = PG_GETARG_TEXT_PP(argno);
+	bytes = VARSIZE_ANY_EXHDR(value);
+	if (bytes == 0 && !allow_empty)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname)));
+	if (bytes > max_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be at most %d bytes", argname, max_bytes),
+				 errdetail("It is %d bytes.", bytes)));
+	return text_to_cstring(value);
+}
+
+char *
+presence_topic_arg(FunctionCallInfo fcinfo, int argno)
+{
+	return presence_text_arg(fcinfo, argno, "topic", false,
+							 PRESENCE_MAX_NAME_BYTES);
+}
+
+int32
+presence_fd_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int32		fd;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("fd must not be NULL")));
+	fd = PG_GETARG_INT32(argno);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("fd must not be negative"),
+				 errdetail("It is %d.", fd)));
+	return fd;
+}
+
+/*
+ * SPEC's rule for kind and agent_id: NULL when they agree, else the reason.
+ */
+const char *
+presence_kind_violation(const char *kind, const char *agent_id)
+{
+	if (strcmp(kind, "human") == 0)
+		return agent_id[0] == '\0' ? NULL :
+			"agent_id must be empty when kind is 'human'";
+	if (strcmp(kind, "agent_for") == 0)
+		return agent_id[0] != '\0' ? NULL :
+			"agent_id must not be empty when kind is 'agent_for'";
+	return "kind must be 'human' or 'agent_for'";
+}
+
+bool
+presence_state_is_valid(const char *state)
+{
+	return strcmp(state, "available") == 0 || strcmp(state, "busy") == 0 ||
+		strcmp(state, "blocked") == 0;
+}
+
+/*
+ * Epoch seconds of the transaction's start: since_ts and the sweep's "now".
+ */
+int64
+presence_now_s(void)
+{
+	return (int64) timestamptz_to_time_t(GetCurrentTransactionStartTimestamp());
+}
+
+/*
+ * This connection's own worker id, from its backend pid and start time.
+ */
+const char *
+presence_connection_worker(void)
+{
+	if (connection_worker_id == NULL)
+		connection_worker_id =
+			MemoryContextStrdup(TopMemoryContext,
+								psprintf("pg-%d-" INT64_FORMAT, MyProcPid,
+										 (int64) timestamptz_to_time_t(MyStartTimestamp)));
+	return connection_worker_id;
+}
+
+bool
+presence_is_connection_worker(const char *worker_id)
+{
+	return strcmp(worker_id, presence_connection_worker()) == 0;
+}
+
+/*
+ * The worker_id argument, or when NULL the session's worker:
+ * presence.worker_id if set, else the connection's own id.
+ */
+char *
+presence_worker_arg(FunctionCallInfo fcinfo, int argno)
+{
+	if (!PG_ARGISNULL(argno))
+		return presence_text_arg(fcinfo, argno, "worker_id", false,
+								 PRESENCE_MAX_NAME_BYTES);
+	if (presence_worker_id_guc != NULL && presence_worker_id_guc[0] != '\0')
+		return pstrdup(presence_worker_id_guc);
+	return pstrdup(presence_connection_worker());
+}
+
+static void
+connection_exit_callback(int code, Datum arg)
+{
+	presence_note_bound_worker_exit();
+}
+
+/*
+ * Tell the background worker when this backend exits, so it prunes the
+ * connection-bound worker without waiting for a full liveness check.
+ */
+void
+presence_watch_connection_exit(void)
+{
+	if (connection_exit_watched)
+		return;
+	on_shmem_exit(connection_exit_callback, (Datum) 0);
+	connection_exit_watched = true;
+}

@@ -1,0 +1,587 @@
+/*
+ * change.c
+ *		The change engine: entries change at the statement, their diffs wait
+ *		in the transaction and are sequenced and sent at commit.
+ *
+ * A presence call changes its rows like any statement and records each
+ * diff, encoded but for its seq, in the transaction's pending list; it
+ * takes no lock but its rows'.  So presence calls wait for each other only
+ * where plain SQL would (the same entry), never deadlock among themselves,
+ * and an open transaction holds up nobody else's topic.
+ *
+ * At pre-commit the transaction takes the database's presence commit lock
+ * (one lock, so no order to get wrong), reads each of its topics' last seq
+ * as committed, gives its diffs the next seqs in statement order, stores
+ * the new seqs and queues the diffs with NOTIFY.  The lock is held until
+ * the commit has ended, and PreCommit_Notify, which runs right after, puts
+ * the diffs in the queue before the next presence commit can take a seq:
+ * seq order is queue order, at every isolation level, and a rolled-back
+ * transaction or savepoint leaves no gap.
+ */
+#include "presence.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "storage/itemptr.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+/*
+ * The commit lock is an advisory-type lock with this objsubid in pg_locks;
+ * SQL's pg_advisory_lock uses 1 and 2, so an application's own keys never
+ * collide with it.
+ */
+#define PRESENCE_COMMIT_LOCK_SUBID 0x7073
+
+/* A topic with diffs in this transaction. */
+typedef struct PendingTopic
+{
+	char		topic[PRESENCE_MAX_NAME_BYTES + 1]; /* hash key */
+	bool		seq_known;		/* seq and row read, at commit */
+	bool		has_row;
+	ItemPointerData row;
+	int64		seq;			/* the last seq given */
+} PendingTopic;
+
+/* A diff waiting for its seq. */
+typedef struct PendingDiff
+{
+	PendingTopic *topic;
+	char	   *channel;		/* presence.channel at the statement */
+	char	   *text;			/* the payload but for its seq */
+	int			len;
+	int			seq_at;			/* where the seq goes in text */
+	int			nest_level;		/* (sub)transaction that recorded it */
+} PendingDiff;
+
+/*
+ * This transaction's diffs, in TopTransactionContext.  Most transactions
+ * touch one topic, so the first one needs no hash table.
+ */
+static PendingDiff *pending = NULL;
+static int	npending = 0;
+static int	pending_capacity = 0;
+static PendingTopic *first_topic = NULL;
+static HTAB *other_topics = NULL;
+
+/* Encoding buffer, reused by every diff. */
+static StringInfoData encode_buf;
+
+static PresenceQuery worker_candidates_query = {
+	"SELECT ctid FROM %1$s.tep_presence WHERE worker_id" EQ "$1"
+	" ORDER BY fd LIMIT $2",
+	2, {TEXTOID, INT8OID}
+};
+
+static PresenceQuery drop_worker_query = {
+	"DELETE FROM %1$s.tep_presence"
+	" WHERE ctid" EQ "ANY ($1) AND worker_id" EQ "$2"
+	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	2, {TIDARRAYOID, TEXTOID},
+	BATCH_PLAN
+};
+
+static PresenceQuery fd_candidates_query = {
+	"SELECT ctid FROM %1$s.tep_presence"
+	" WHERE worker_id" EQ "$1 AND fd" EQ "$2 LIMIT $3",
+	3, {TEXTOID, INT4OID, INT8OID}
+};
+
+static PresenceQuery drop_fd_query = {
+	"DELETE FROM %1$s.tep_presence"
+	" WHERE ctid" EQ "ANY ($1) AND worker_id" EQ "$2 AND fd" EQ "$3"
+	" RETURNING " PRESENCE_ENTRY_COLUMNS,
+	3, {TIDARRAYOID, TEXTOID, INT4OID},
+	BATCH_PLAN
+};
+
+/*
+ * The pending topic of this name, added if new.
+ */
+static PendingTopic *
+pending_topic(const char *topic)
+{
+	PendingTopic *found;
+	bool		exists;
+
+	if (first_topic != NULL && strcmp(first_topic->topic, topic) == 0)
+		return first_topic;
+	if (first_topic == NULL)
+	{
+		first_topic = MemoryContextAllocZero(TopTransactionContext,
+											 sizeof(PendingTopic));
+		strlcpy(first_topic->topic, topic, sizeof(first_topic->topic));
+		return first_topic;
+	}
+	if (other_topics == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(((PendingTopic *) NULL)->topic);
+		ctl.entrysize = sizeof(PendingTopic);
+		ctl.hcxt = TopTransactionContext;
+		other_topics = hash_create("presence pending topics", 64, &ctl,
+								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	found = hash_search(other_topics, topic, HASH_ENTER, &exists);
+	if (!exists)
+	{
+		found->seq_known = false;
+		found->has_row = false;
+		found->seq = 0;
+	}
+	return found;
+}
+
+/*
+ * Record the diff of a change this statement made; it is sent at commit,
+ * or dropped with the (sub)transaction.
+ */
+void
+presence_record_diff(PresenceDiffKind kind, const PresenceEntry *entry)
+{
+	PendingDiff *diff;
+
+	if (encode_buf.data == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&encode_buf);
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(&encode_buf);
+
+	if (npending == pending_capacity)
+	{
+		pending_capacity = pending_capacity == 0 ? 16 : pending_capacity * 2;
+		pending = pending == NULL ?
+			MemoryContextAlloc(TopTransactionContext,
+							   pending_capacity * sizeof(PendingDiff)) :
+			repalloc_huge(pending, pending_capacity * sizeof(PendingDiff));
+	}
+	diff = &pending[npending];
+	diff->seq_at = presence_encode_diff(&encode_buf, kind, entry);
+	diff->len = encode_buf.len;
+	diff->text = MemoryContextAlloc(TopTransactionContext, encode_buf.len);
+	memcpy(diff->text, encode_buf.data, encode_buf.len);
+	diff->topic = pending_topic(entry->topic);
+	diff->channel = npending > 0 &&
+		strcmp(pending[npending - 1].channel, presence_channel) == 0 ?
+		pending[npending - 1].channel :
+		MemoryContextStrdup(TopTransactionContext, presence_channel);
+	diff->nest_level = GetCurrentTransactionNestLevel();
+	npending++;
+}
+
+/*
+ * Forget the pending diffs; their memory goes with TopTransactionContext.
+ */
+static void
+forget_pending(void)
+{
+	pending = NULL;
+	npending = 0;
+	pending_capacity = 0;
+	first_topic = NULL;
+	other_topics = NULL;
+}
+
+/*
+ * Read the topic's committed seq.  Under the commit lock every earlier
+ * presence commit has ended, so the one live row version is the committed
+ * one; reading it with SnapshotSelf, not the transaction's snapshot, keeps
+ * REPEATABLE READ from handing out a seq again, and takes no SSI lock.
+ */
+static void
+read_seq(Relation rel, Relation index, TupleTableSlot *slot,
+		 PendingTopic *topic)
+{
+	bool		isnull;
+
+	topic->has_row = presence_find_by_key(rel, index, topic->topic,
+										  SnapshotSelf, slot);
+	if (topic->has_row)
+	{
+		topic->seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+		topic->row = slot->tts_tid;
+	}
+	else
+		topic->seq = 0;
+	topic->seq_known = true;
+}
+
+/*
+ * Store the topic's new seq: its row updated in place (indexed again only
+ * when the update is not HOT), or inserted for a topic's first diff.  No
+ * other writer can touch the row under the commit lock, so neither a plan
+ * nor ON CONFLICT is needed, and no snapshot can make the update fail.
+ */
+static void
+store_seq(Relation rel, Relation index, PendingTopic *topic)
+{
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	HeapTuple	row;
+	bool		reindex;
+
+	values[0] = CStringGetTextDatum(topic->topic);
+	values[1] = Int64GetDatum(topic->seq);
+	row = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	if (topic->has_row)
+	{
+#if PG_VERSION_NUM >= 160000
+		TU_UpdateIndexes update_indexes;
+
+		simple_heap_update(rel, &topic->row, row, &update_indexes);
+		reindex = update_indexes != TU_None;
+#else
+		simple_heap_update(rel, &topic->row, row);
+		reindex = !HeapTupleIsHeapOnly(row);
+#endif
+	}
+	else
+	{
+		simple_heap_insert(rel, row);
+		reindex = true;
+	}
+	if (reindex)
+		index_insert(index, &values[0], &nulls[0], &row->t_self, rel,
+					 UNIQUE_CHECK_YES, false, BuildIndexInfo(index));
+	heap_freetuple(row);
+}
+
+/*
+ * The seq table's primary key, which must be its only index: store_seq
+ * maintains that one.
+ */
+static Oid
+seq_table_index(Relation rel)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+
+	if (list_length(indexes) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("presence_topic_seq must have its primary key as its only index")));
+	list_free(indexes);
+	return RelationGetPrimaryKeyIndex(rel);
+}
+
+/*
+ * Give every pending diff its seq and queue it with NOTIFY, then store the
+ * topics' new seqs.  Runs at pre-commit, under the commit lock.
+ */
+static void
+sequence_and_send(void)
+{
+	Relation	rel = table_open(presence_table(PRESENCE_SEQS),
+								 RowExclusiveLock);
+	Relation	index = index_open(seq_table_index(rel), RowExclusiveLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	StringInfoData payload;
+	HASH_SEQ_STATUS scan;
+	PendingTopic *topic;
+
+	initStringInfo(&payload);
+	for (int i = 0; i < npending; i++)
+	{
+		PendingDiff *diff = &pending[i];
+
+		if (!diff->topic->seq_known)
+			read_seq(rel, index, slot, diff->topic);
+		diff->topic->seq++;
+
+		resetStringInfo(&payload);
+		appendBinaryStringInfo(&payload, diff->text, diff->seq_at);
+		appendStringInfo(&payload, INT64_FORMAT, diff->topic->seq);
+		appendBinaryStringInfo(&payload, diff->text + diff->seq_at,
+							   diff->len - diff->seq_at);
+		Async_Notify(diff->channel, payload.data);
+	}
+	pfree(payload.data);
+
+	/* Topics whose diffs all rolled back with a savepoint were never read. */
+	if (first_topic->seq_known)
+		store_seq(rel, index, first_topic);
+	if (other_topics != NULL)
+	{
+		hash_seq_init(&scan, other_topics);
+		while ((topic = hash_seq_search(&scan)) != NULL)
+			if (topic->seq_known)
+				store_seq(rel, index, topic);
+	}
+
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+}
+
+/*
+ * Take the commit lock; held until the transaction has ended.
+ */
+static void
+lock_presence_commits(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, PRESENCE_COMMIT_LOCK_SUBID);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+static void
+presence_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (npending == 0)
+				break;
+			/* DROP EXTENSION in this transaction took the diffs' rows. */
+			if (!OidIsValid(get_extension_oid("presence", true)))
+			{
+				forget_pending();
+				break;
+			}
+			lock_presence_commits();
+			sequence_and_send();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (npending > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has changed presence entries"),
+						 errdetail("Its diffs are sent with NOTIFY, which PREPARE TRANSACTION does not support.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			forget_pending();
+			break;
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			break;
+	}
+}
+
+/*
+ * A rolled-back savepoint drops the diffs recorded since it began; a
+ * released one hands them to its parent.  They are the list's tail.
+ */
+static void
+presence_subxact_callback(SubXactEvent event, SubTransactionId subid,
+						  SubTransactionId parent_subid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		while (npending > 0 && pending[npending - 1].nest_level >= level)
+			npending--;
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		for (int i = npending - 1; i >= 0 && pending[i].nest_level >= level; i--)
+			pending[i].nest_level = level - 1;
+}
+
+/*
+ * Called once per backend from _PG_init.
+ */
+void
+presence_register_change_callbacks(void)
+{
+	RegisterXactCallback(presence_xact_callback, NULL);
+	RegisterSubXactCallback(presence_subxact_callback, NULL);
+}
+
+/*
+ * Change at most one entry with a PRESENCE_CHANGE_ONE statement and record
+ * its diff.  Returns whether an entry changed.
+ */
+bool
+presence_change_one(PresenceDiffKind kind, PresenceQuery *change,
+					Datum *values, const char *nulls)
+{
+	PresenceEntry entry;
+
+	presence_execute(change, values, nulls, false, 0);
+	if (SPI_processed == 0)
+		return false;
+	presence_entry_from_tuple(&entry, SPI_tuptable->vals[0],
+							  SPI_tuptable->tupdesc);
+	presence_record_diff(kind, &entry);
+	return true;
+}
+
+/*
+ * Run `query` with the caller's values and `extra`, before or after them.
+ */
+static void
+execute_with(PresenceQuery *query, Datum *values, const char *values_nulls,
+			 int nvalues, Datum *extra, int nextra, bool extra_first)
+{
+	Datum		args[8];
+	char		arg_nulls[8];
+	int			n = 0;
+
+	Assert(nvalues + nextra <= lengthof(args));
+	if (extra_first)
+		for (int i = 0; i < nextra; i++, n++)
+		{
+			args[n] = extra[i];
+			arg_nulls[n] = ' ';
+		}
+	for (int i = 0; i < nvalues; i++, n++)
+	{
+		args[n] = values[i];
+		arg_nulls[n] = values_nulls ? values_nulls[i] : ' ';
+	}
+	if (!extra_first)
+		for (int i = 0; i < nextra; i++, n++)
+		{
+			args[n] = extra[i];
+			arg_nulls[n] = ' ';
+		}
+	presence_execute(query, args, arg_nulls, false, 0);
+}
+
+/* Diffs of one batch go out per topic, then oldest first. */
+static int
+compare_entries(const void *a, const void *b)
+{
+	const PresenceEntry *x = a;
+	const PresenceEntry *y = b;
+	int			c = strcmp(x->topic, y->topic);
+
+	if (c != 0)
+		return c;
+	if (x->since_ts != y->since_ts)
+		return x->since_ts < y->since_ts ? -1 : 1;
+	c = strcmp(x->worker_id, y->worker_id);
+	if (c != 0)
+		return c;
+	return (x->fd > y->fd) - (x->fd < y->fd);
+}
+
+/*
+ * Phase 1 of a batch: the ctids of up to `limit` candidates, as a tid[]
+ * (NULL when there are none).
+ */
+static Datum
+find_candidates(PresenceQuery *candidates, Datum *values, const char *nulls,
+				int nvalues, int limit, uint64 *nfound)
+{
+	Datum		limit_datum = Int64GetDatum(limit);
+	ItemPointerData *tids;
+	Datum	   *tid_datums;
+
+	execute_with(candidates, values, nulls, nvalues, &limit_datum, 1, false);
+	*nfound = SPI_processed;
+	if (*nfound == 0)
+		return (Datum) 0;
+
+	tids = palloc(*nfound * sizeof(ItemPointerData));
+	tid_datums = palloc(*nfound * sizeof(Datum));
+	for (uint64 i = 0; i < *nfound; i++)
+	{
+		bool		isnull;
+
+		tids[i] = *(ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[i],
+															   SPI_tuptable->tupdesc,
+															   1, &isnull));
+		tid_datums[i] = PointerGetDatum(&tids[i]);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return PointerGetDatum(construct_array(tid_datums, (int) *nfound, TIDOID,
+										   sizeof(ItemPointerData), false,
+										   TYPALIGN_SHORT));
+}
+
+/*
+ * Phase 3 of a batch: record the changed rows' diffs, in batch order.
+ */
+static void
+record_batch(PresenceDiffKind kind, SPITupleTable *changed, uint64 nchanged)
+{
+	PresenceEntry *entries = palloc(nchanged * sizeof(PresenceEntry));
+
+	for (uint64 i = 0; i < nchanged; i++)
+		presence_entry_from_tuple(&entries[i], changed->vals[i],
+								  changed->tupdesc);
+	qsort(entries, nchanged, sizeof(PresenceEntry), compare_entries);
+	for (uint64 i = 0; i < nchanged; i++)
+		presence_record_diff(kind, &entries[i]);
+	pfree(entries);
+}
+
+/*
+ * Change up to `limit` entries, possibly of many topics, recording one
+ * diff each; returns how many changed.
+ *
+ * `candidates` takes the caller's values then a bigint limit, and returns
+ * the ctids of the entries to change; `change` takes (tid[], the caller's
+ * values...), re-checks its condition and returns the changed rows.
+ * *more tells the caller to call again: the limit was reached, or a
+ * candidate changed in between (a new row version, a new ctid) and must
+ * be found again.
+ */
+int
+presence_change_batch(PresenceDiffKind kind, PresenceQuery *candidates,
+					  PresenceQuery *change, Datum *values, const char *nulls,
+					  int nvalues, int limit, bool *more)
+{
+	uint64		nfound;
+	Datum		tids;
+	uint64		nchanged;
+
+	tids = find_candidates(candidates, values, nulls, nvalues, limit, &nfound);
+	*more = (nfound >= (uint64) limit);
+	if (nfound == 0)
+		return 0;
+
+	execute_with(change, values, nulls, nvalues, &tids, 1, true);
+	nchanged = SPI_processed;
+	if (nchanged < nfound)
+		*more = true;
+	if (nchanged > 0)
+		record_batch(kind, SPI_tuptable, nchanged);
+	SPI_freetuptable(SPI_tuptable);
+	return (int) nchanged;
+}
+
+/*
+ * Drop every entry of a worker (of one fd when fd >= 0) in this
+ * transaction, with leave diffs, batch_size at a time.  The caller is
+ * connected to SPI.
+ */
+int
+presence_drop_entries(const char *worker_id, int32 fd)
+{
+	bool		one_fd = fd >= 0;
+	Datum		values[2];
+	int			total = 0;
+	bool		more = true;
+
+	values[0] = CStringGetTextDatum(worker_id);
+	values[1] = Int32GetDatum(fd);
+	while (more)
+		total += presence_change_batch(PRESENCE_DIFF_LEAVE,
+									   one_fd ? &fd_candidates_query :
+									   &worker_candidates_query,
+									   one_fd ? &drop_fd_query :
+									   &drop_worker_query,
+									   values, NULL, one_fd ? 2 : 1,
+									   presence_batch_size, &more);
+	return total;
+}

@@ -1,0 +1,131 @@
+/*
+ * wire.c
+ *		Tep's wire format: the JSON of an entry, a diff's payload and the
+ *		size limit NOTIFY puts on it.  Pure encoding: no table, no state.
+ *
+ * A diff's seq is known only when its transaction commits (change.c), so a
+ * diff is encoded at the statement as its text around the seq, and the seq
+ * is put in at commit.
+ */
+#include "presence.h"
+
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+
+/* async.c's NOTIFY_PAYLOAD_MAX_LENGTH: payloads must be shorter. */
+#define PRESENCE_NOTIFY_MAX_BYTES (BLCKSZ - NAMEDATALEN - 128)
+
+/* The widest seq a payload may carry: PG_INT64_MAX has 19 digits. */
+#define PRESENCE_SEQ_MAX_DIGITS 19
+
+static const char *const diff_kind_names[] = {"join", "leave", "status"};
+
+/*
+ * Read a row of PRESENCE_ENTRY_COLUMNS into an entry.
+ */
+void
+presence_entry_from_tuple(PresenceEntry *entry, HeapTuple tuple,
+						  TupleDesc tupdesc)
+{
+	bool		isnull;
+
+#define TEXT_COLUMN(n) TextDatumGetCString(SPI_getbinval(tuple, tupdesc, n, &isnull))
+	entry->worker_id = TEXT_COLUMN(1);
+	entry->topic = TEXT_COLUMN(2);
+	entry->fd = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 3, &isnull));
+	entry->principal_id = TEXT_COLUMN(4);
+	entry->kind = TEXT_COLUMN(5);
+	entry->agent_id = TEXT_COLUMN(6);
+	entry->since_ts = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 7, &isnull));
+	entry->status_state = TEXT_COLUMN(8);
+	entry->status_note = TEXT_COLUMN(9);
+	entry->status_until = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 10,
+													  &isnull));
+#undef TEXT_COLUMN
+}
+
+/*
+ * Append Tep's entry fields, topic through until_ts, in Tep's order.
+ */
+static void
+append_entry_fields(StringInfo buf, const PresenceEntry *entry)
+{
+	appendStringInfoString(buf, "\"topic\":");
+	escape_json(buf, entry->topic);
+	appendStringInfoString(buf, ",\"principal\":");
+	escape_json(buf, entry->principal_id);
+	appendStringInfoString(buf, ",\"ekind\":");
+	escape_json(buf, entry->kind);
+	appendStringInfoString(buf, ",\"agent_id\":");
+	escape_json(buf, entry->agent_id);
+	appendStringInfo(buf, ",\"fd\":%d,\"since\":" INT64_FORMAT ",\"state\":",
+					 entry->fd, entry->since_ts);
+	escape_json(buf, entry->status_state);
+	appendStringInfoString(buf, ",\"note\":");
+	escape_json(buf, entry->status_note);
+	appendStringInfo(buf, ",\"until_ts\":" INT64_FORMAT, entry->status_until);
+}
+
+/*
+ * Append one entry of a snapshot: Tep's fields, then worker_id.
+ */
+void
+presence_append_snapshot_entry(StringInfo buf, const PresenceEntry *entry)
+{
+	appendStringInfoChar(buf, '{');
+	append_entry_fields(buf, entry);
+	appendStringInfoString(buf, ",\"worker_id\":");
+	escape_json(buf, entry->worker_id);
+	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * Encode a diff without its seq into `buf`, as
+ * <N>:presence:<topic>{"kind":...,"until_ts":...,"seq":|,"worker_id":...}
+ * (N counting characters); returns the offset of `|`, where the seq goes.
+ * An ERROR if the payload could not be carried with the widest seq.
+ */
+int
+presence_encode_diff(StringInfo buf, PresenceDiffKind kind,
+					 const PresenceEntry *entry)
+{
+	int			dtopic_chars;
+	int			seq_at;
+
+	dtopic_chars = strlen(PRESENCE_DIFF_TOPIC_PREFIX) +
+		pg_mbstrlen_with_len(entry->topic, strlen(entry->topic));
+	appendStringInfo(buf, "%d:" PRESENCE_DIFF_TOPIC_PREFIX "%s{\"kind\":\"%s\",",
+					 dtopic_chars, entry->topic, diff_kind_names[kind]);
+	append_entry_fields(buf, entry);
+	appendStringInfoString(buf, ",\"seq\":");
+	seq_at = buf->len;
+	appendStringInfoString(buf, ",\"worker_id\":");
+	escape_json(buf, entry->worker_id);
+	appendStringInfoChar(buf, '}');
+
+	if (buf->len + PRESENCE_SEQ_MAX_DIGITS >= PRESENCE_NOTIFY_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("topic, principal_id, agent_id and note are too long for one presence diff"),
+				 errdetail("The diff would take %d bytes; a NOTIFY payload must be shorter than %d bytes.",
+						   buf->len + PRESENCE_SEQ_MAX_DIGITS,
+						   PRESENCE_NOTIFY_MAX_BYTES)));
+	return seq_at;
+}
+
+/*
+ * ERROR unless every diff this entry can produce fits NOTIFY: the longest
+ * kind with the widest seq.  Lets track refuse before it changes anything,
+ * and tep_presence's CHECK refuse any row that could not leave.
+ */
+void
+presence_check_diff_fits(const PresenceEntry *entry)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	(void) presence_encode_diff(&buf, PRESENCE_DIFF_STATUS, entry);
+	pfree(buf.data);
+}
