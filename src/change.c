@@ -12,7 +12,8 @@
  * At pre-commit the transaction takes the database's presence commit lock
  * (one lock, so no order to get wrong), reads each of its topics' last seq
  * as committed, gives its diffs the next seqs in statement order, stores
- * the new seqs and queues the diffs with NOTIFY.  The lock is held until
+ * the new seqs and queues the diffs with NOTIFY (on presence.channel, the
+ * topic's own channel or both: presence.delivery).  The lock is held until
  * the commit has ended, and PreCommit_Notify, which runs right after, puts
  * the diffs in the queue before the next presence commit can take a seq:
  * seq order is queue order, at every isolation level, and a rolled-back
@@ -51,6 +52,7 @@ typedef struct PendingTopic
 {
 	char		topic[PRESENCE_MAX_NAME_BYTES + 1]; /* hash key */
 	bool		seq_known;		/* seq and row read, at commit */
+	char		channel[NAMEDATALEN];	/* its own channel, at commit */
 	bool		has_row;
 	ItemPointerData row;
 	int64		seq;			/* the last seq given */
@@ -76,6 +78,7 @@ static int	npending = 0;
 static int	pending_capacity = 0;
 static PendingTopic *first_topic = NULL;
 static HTAB *other_topics = NULL;
+static int	xact_delivery;		/* presence.delivery at the first diff */
 
 /* Encoding buffer, reused by every diff. */
 static StringInfoData encode_buf;
@@ -172,6 +175,8 @@ presence_record_diff(PresenceDiffKind kind, const PresenceEntry *entry)
 							   pending_capacity * sizeof(PendingDiff)) :
 			repalloc_huge(pending, pending_capacity * sizeof(PendingDiff));
 	}
+	if (npending == 0)
+		xact_delivery = presence_delivery;
 	diff = &pending[npending];
 	diff->seq_at = presence_encode_diff(&encode_buf, kind, entry);
 	diff->len = encode_buf.len;
@@ -179,9 +184,9 @@ presence_record_diff(PresenceDiffKind kind, const PresenceEntry *entry)
 	memcpy(diff->text, encode_buf.data, encode_buf.len);
 	diff->topic = pending_topic(entry->topic);
 	diff->channel = npending > 0 &&
-		strcmp(pending[npending - 1].channel, presence_channel) == 0 ?
+		strcmp(pending[npending - 1].channel, presence_broadcast_channel) == 0 ?
 		pending[npending - 1].channel :
-		MemoryContextStrdup(TopTransactionContext, presence_channel);
+		MemoryContextStrdup(TopTransactionContext, presence_broadcast_channel);
 	diff->nest_level = GetCurrentTransactionNestLevel();
 	npending++;
 }
@@ -221,6 +226,8 @@ read_seq(Relation rel, Relation index, TupleTableSlot *slot,
 	else
 		topic->seq = 0;
 	topic->seq_known = true;
+	if (xact_delivery != PRESENCE_DELIVERY_BROADCAST)
+		presence_topic_channel(topic->topic, topic->channel);
 }
 
 /*
@@ -309,7 +316,10 @@ sequence_and_send(void)
 		appendStringInfo(&payload, INT64_FORMAT, diff->topic->seq);
 		appendBinaryStringInfo(&payload, diff->text + diff->seq_at,
 							   diff->len - diff->seq_at);
-		Async_Notify(diff->channel, payload.data);
+		if (xact_delivery != PRESENCE_DELIVERY_TOPIC)
+			Async_Notify(diff->channel, payload.data);
+		if (xact_delivery != PRESENCE_DELIVERY_BROADCAST)
+			Async_Notify(diff->topic->channel, payload.data);
 	}
 	pfree(payload.data);
 

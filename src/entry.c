@@ -33,6 +33,7 @@ PG_FUNCTION_INFO_V1(presence_sweep_expired_status);
 PG_FUNCTION_INFO_V1(presence_clear);
 PG_FUNCTION_INFO_V1(presence_diff_topic);
 PG_FUNCTION_INFO_V1(presence_snapshot);
+PG_FUNCTION_INFO_V1(presence_channel);
 PG_FUNCTION_INFO_V1(presence_entry_is_valid);
 
 /* Oldest first; ties in byte order, as the diffs of a batch go out. */
@@ -587,6 +588,19 @@ presence_diff_topic(PG_FUNCTION_ARGS)
 
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf(PRESENCE_DIFF_TOPIC_PREFIX "%s",
 											   topic)));
+}
+
+/*
+ * presence_channel(topic): the channel of the topic's diffs in topic
+ * delivery.
+ */
+Datum
+presence_channel(PG_FUNCTION_ARGS)
+{
+	char		channel[NAMEDATALEN];
+
+	presence_topic_channel(presence_topic_arg(fcinfo, 0), channel);
+	PG_RETURN_TEXT_P(cstring_to_text(channel));
 }
 
 /*

@@ -16,9 +16,10 @@
 
 PG_MODULE_MAGIC;
 
-char	   *presence_channel = NULL;
+char	   *presence_broadcast_channel = NULL;
 char	   *presence_worker_id_guc = NULL;
 char	   *presence_database = NULL;
+int			presence_delivery = PRESENCE_DELIVERY_BROADCAST;
 int			presence_sweep_interval_ms = 1000;
 int			presence_worker_ttl_s = 90;
 int			presence_batch_size = 1000;
@@ -33,6 +34,13 @@ typedef struct PresenceShared
 } PresenceShared;
 
 static PresenceShared *presence_shared = NULL;
+
+static const struct config_enum_entry delivery_options[] = {
+	{"broadcast", PRESENCE_DELIVERY_BROADCAST, false},
+	{"topic", PRESENCE_DELIVERY_TOPIC, false},
+	{"both", PRESENCE_DELIVERY_BOTH, false},
+	{NULL, 0, false}
+};
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -139,10 +147,19 @@ _PG_init(void)
 	DefineCustomStringVariable("presence.channel",
 							   "NOTIFY channel that carries presence diffs.",
 							   NULL,
-							   &presence_channel,
+							   &presence_broadcast_channel,
 							   "tep_broadcast",
 							   PGC_SUSET, 0,
 							   check_channel, NULL, NULL);
+
+	DefineCustomEnumVariable("presence.delivery",
+							 "Channels a diff goes on: presence.channel (broadcast), its topic's own (topic), or both.",
+							 "A transaction's diffs follow the setting in force at its first diff.",
+							 &presence_delivery,
+							 PRESENCE_DELIVERY_BROADCAST,
+							 delivery_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("presence.worker_id",
 							   "This session's app worker id; empty means bound to the connection.",

@@ -39,12 +39,21 @@
 #define PRESENCE_MAX_NOTE_BYTES	1024
 
 /* GUCs (presence.c) */
-extern char *presence_channel;
+extern char *presence_broadcast_channel;
+extern int	presence_delivery;
 extern char *presence_worker_id_guc;
 extern char *presence_database;
 extern int	presence_sweep_interval_ms;
 extern int	presence_worker_ttl_s;
 extern int	presence_batch_size;
+
+/* presence.delivery: which channels a diff goes on. */
+typedef enum PresenceDelivery
+{
+	PRESENCE_DELIVERY_BROADCAST,	/* presence.channel only (Tep's) */
+	PRESENCE_DELIVERY_TOPIC,	/* the topic's own channel only */
+	PRESENCE_DELIVERY_BOTH
+} PresenceDelivery;
 
 /* Shared memory kept only when preloaded (presence.c). */
 extern void presence_note_bound_worker_exit(void);
@@ -147,6 +156,7 @@ extern void presence_append_snapshot_entry(StringInfo buf,
 extern int	presence_encode_diff(StringInfo buf, PresenceDiffKind kind,
 								 const PresenceEntry *entry);
 extern void presence_check_diff_fits(const PresenceEntry *entry);
+extern void presence_topic_channel(const char *topic, char *channel);
 
 /* args.c */
 extern char *presence_text_arg(FunctionCallInfo fcinfo, int argno,

@@ -9,6 +9,8 @@
  */
 #include "presence.h"
 
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -128,4 +130,44 @@ presence_check_diff_fits(const PresenceEntry *entry)
 	initStringInfo(&buf);
 	(void) presence_encode_diff(&buf, PRESENCE_DIFF_STATUS, entry);
 	pfree(buf.data);
+}
+
+/*
+ * The channel of a topic's diffs in topic delivery, into `channel`
+ * (NAMEDATALEN bytes): "presence:<topic>" when that is a valid channel
+ * name (topics of up to 54 bytes), else "presence#" + the first 128 bits
+ * of the topic's SHA-256 in hex + ":" + as much of the topic as fits, cut
+ * at a character boundary.  The two forms cannot meet ('#' vs ':'), and
+ * two long topics share a channel only if their SHA-256s share 128 bits.
+ */
+void
+presence_topic_channel(const char *topic, char *channel)
+{
+	int			topic_bytes = strlen(topic);
+	int			readable = strlen(PRESENCE_DIFF_TOPIC_PREFIX);
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	pg_cryptohash_ctx *ctx;
+	int			len;
+
+	if (readable + topic_bytes < NAMEDATALEN)
+	{
+		snprintf(channel, NAMEDATALEN, PRESENCE_DIFF_TOPIC_PREFIX "%s", topic);
+		return;
+	}
+
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) topic, topic_bytes) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "presence: could not hash topic: %s",
+			 pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+
+	len = snprintf(channel, NAMEDATALEN, "presence#");
+	for (int i = 0; i < 16; i++)
+		len += snprintf(channel + len, NAMEDATALEN - len, "%02x", digest[i]);
+	channel[len++] = ':';
+	topic_bytes = pg_mbcliplen(topic, topic_bytes, NAMEDATALEN - 1 - len);
+	memcpy(channel + len, topic, topic_bytes);
+	channel[len + topic_bytes] = '\0';
 }

@@ -12,6 +12,9 @@
 //   PORT (8081), HOST (127.0.0.1), GATEWAY_NAME (gw-<port>)
 //   DATABASE_URL, or libpq's PGHOST / PGPORT / PGUSER / PGDATABASE ...
 //   PRESENCE_CHANNEL (tep_broadcast)
+//   PRESENCE_DELIVERY: broadcast (default: every diff on PRESENCE_CHANNEL) or
+//     topic (the server's presence.delivery is topic or both: LISTEN only
+//     to the channels of the topics this gateway has subscribers for)
 //   PRESENCE_TOKEN_SECRET: accept only HMAC-signed tokens (unset = demo mode)
 //   PRESENCE_DEFAULT_TOPIC (room:lobby)
 
@@ -28,6 +31,7 @@ const PORT = Number(env.PORT || 8081);
 const HOST = env.HOST || '127.0.0.1';
 const NAME = env.GATEWAY_NAME || `gw-${PORT}`;
 const CHANNEL = env.PRESENCE_CHANNEL || 'tep_broadcast';
+const TOPIC_DELIVERY = (env.PRESENCE_DELIVERY || 'broadcast') === 'topic';
 const SECRET = env.PRESENCE_TOKEN_SECRET || '';
 const DEFAULT_TOPIC = env.PRESENCE_DEFAULT_TOPIC || 'room:lobby';
 const STATES = ['available', 'busy', 'blocked'];
@@ -149,6 +153,50 @@ function workerLost() {
 const feed = { client: null, live: false, attempt: 0, keepalive: null };
 const topics = new Map(); // topic -> Set<subscription>
 
+// Topic delivery: the channel of each topic with subscribers, LISTENed on
+// the one LISTEN connection before the topic's first snapshot and
+// UNLISTENed when its last subscriber leaves.
+const channels = new Map(); // topic -> { channel, listened: Promise|null }
+const channelTopics = new Map(); // channel -> topic
+
+async function channelOf(topic) {
+  let ch = channels.get(topic);
+  if (!ch) {
+    const r = await pool.query('SELECT presence_channel($1) AS c', [topic]);
+    ch = channels.get(topic); // another subscriber may have won the race
+    if (!ch) {
+      ch = { channel: r.rows[0].c, listened: null };
+      channels.set(topic, ch);
+      channelTopics.set(ch.channel, topic);
+    }
+  }
+  return ch;
+}
+
+// Resolves once the feed LISTENs to the topic's channel (at once in
+// broadcast delivery, where the one channel is LISTENed at connect).
+async function listening(topic) {
+  if (!TOPIC_DELIVERY) return;
+  const ch = await channelOf(topic);
+  const c = feed.client;
+  if (!c) throw new Error('no LISTEN connection');
+  if (!ch.listened || ch.client !== c) {
+    ch.client = c;
+    ch.listened = c.query(`LISTEN ${c.escapeIdentifier(ch.channel)}`);
+    ch.listened.catch(() => { ch.listened = null; });
+  }
+  await ch.listened;
+}
+
+function unlisten(topic) {
+  const ch = channels.get(topic);
+  if (!ch) return;
+  channels.delete(topic);
+  channelTopics.delete(ch.channel);
+  const c = feed.client;
+  if (c && ch.client === c) c.query(`UNLISTEN ${c.escapeIdentifier(ch.channel)}`).catch(() => {});
+}
+
 async function listenOnce() {
   const c = new pg.Client(pgConfig('listen'));
   c.on('error', (e) => log('listen connection error:', e.message));
@@ -157,7 +205,7 @@ async function listenOnce() {
   });
   await c.connect();
   try {
-    await c.query(`LISTEN ${c.escapeIdentifier(CHANNEL)}`);
+    if (!TOPIC_DELIVERY) await c.query(`LISTEN ${c.escapeIdentifier(CHANNEL)}`);
   } catch (e) {
     c.end().catch(() => {});
     throw e;
@@ -205,7 +253,7 @@ function feedLost() {
 }
 
 function onNotification(msg) {
-  if (msg.channel !== CHANNEL) return;
+  if (TOPIC_DELIVERY ? !channelTopics.has(msg.channel) : msg.channel !== CHANNEL) return;
   let d;
   try {
     d = wire.decodePresence(msg.payload);
@@ -245,6 +293,8 @@ async function resync(sub, reason) {
   if (reason !== 'subscribe') stats.resyncs++;
   for (let attempt = 0; ; attempt++) {
     try {
+      await listening(sub.topic); // LISTEN before the snapshot
+      if (sub.gen !== gen || sub.closed) return;
       const r = await pool.query('SELECT presence_snapshot($1) AS s', [sub.topic]);
       if (sub.gen !== gen || sub.closed) return; // superseded
       const snap = r.rows[0].s;
@@ -300,7 +350,10 @@ function unsubscribe(conn, topic) {
   conn.subs.delete(topic);
   const set = topics.get(topic);
   set.delete(sub);
-  if (set.size === 0) topics.delete(topic);
+  if (set.size === 0) {
+    topics.delete(topic);
+    unlisten(topic);
+  }
   return true;
 }
 
@@ -558,6 +611,8 @@ const server = http.createServer((req, res) => {
       feed_live: feed.live,
       sockets: conns.size,
       topics: topics.size,
+      delivery: TOPIC_DELIVERY ? 'topic' : 'broadcast',
+      channels: [...channels.values()].map((c) => c.channel).sort(),
       ...stats,
     });
   }
@@ -630,7 +685,7 @@ process.on('unhandledRejection', (e) => log('unhandled rejection (kept running):
       server.once('error', reject);
       server.listen(PORT, HOST, resolve);
     });
-    log(`worker ${id}; listening on http://${HOST}:${PORT}/ (${SECRET ? 'signed tokens' : 'demo tokens'})`);
+    log(`worker ${id}; listening on http://${HOST}:${PORT}/ (${SECRET ? 'signed tokens' : 'demo tokens'}, ${TOPIC_DELIVERY ? 'topic' : 'broadcast'} delivery)`);
   } catch (e) {
     console.error(`[${NAME}] cannot start: ${e.message}`);
     process.exit(1);

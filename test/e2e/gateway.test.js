@@ -30,6 +30,9 @@ const TOPIC = 'room:lobby';
 const ARTIFACTS = process.env.E2E_ARTIFACTS || fs.mkdtempSync(path.join(os.tmpdir(), 'presence-e2e-'));
 const SCREENSHOT = process.env.E2E_SCREENSHOT || path.join(ARTIFACTS, 'screenshot.png');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// run.sh runs every test twice: the server's presence.delivery and the
+// gateways' PRESENCE_DELIVERY are broadcast, then topic.
+const MODE = process.env.PRESENCE_DELIVERY || 'broadcast';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const note = (...a) => console.log('  #', ...a);
@@ -153,6 +156,13 @@ async function waitNoEntry(p, match, timeout = 5000) {
 }
 
 const stats = (p) => p.page.evaluate(() => ({ ...window.presence.stats, seq: window.presence.seq }));
+
+// The channel a topic's diffs go on in this pass's delivery mode.
+async function diffChannel(topic) {
+  if (MODE !== 'topic') return 'tep_broadcast';
+  const [{ c }] = await sql('SELECT presence_channel($1) AS c', [topic]);
+  return c;
+}
 
 // A raw WebSocket client of a gateway, for protocol-level checks.
 async function rawClient(gw, payload, topic = TOPIC) {
@@ -534,7 +544,7 @@ test('a seq gap makes the gateway resync the page from a fresh snapshot', async 
     since: Math.floor(Date.now() / 1000), state: 'available', note: '', until_ts: 0,
     seq: s0.seq + 5, worker_id: 'forged-worker',
   };
-  await sql('SELECT pg_notify($1, $2)', ['tep_broadcast', wire.encode(`presence:${TOPIC}`, forged)]);
+  await sql('SELECT pg_notify($1, $2)', [await diffChannel(TOPIC), wire.encode(`presence:${TOPIC}`, forged)]);
   await a.page.waitForFunction((n) => window.presence.stats.snapshots > n, s0.snapshots, { timeout: 5000 });
   const s1 = await stats(a);
   const h1 = await health(gw1);
@@ -606,7 +616,7 @@ test('wire format: a diff on a non-ASCII topic decodes (N counts characters) wit
   await listener.connect();
   const got = [];
   listener.on('notification', (m) => got.push(m.payload));
-  await listener.query('LISTEN tep_broadcast');
+  await listener.query(`LISTEN ${listener.escapeIdentifier(await diffChannel(topic))}`);
   await sql("SELECT presence_track($1, 1, $2, 'agent_for', 'bot-🤖', 'e2e-wire')", [topic, 'user:zoë "q" \\']);
   await sql("SELECT presence_worker_stop('e2e-wire')");
   const deadline = Date.now() + 3000;
@@ -624,6 +634,37 @@ test('wire format: a diff on a non-ASCII topic decodes (N counts characters) wit
   assert.equal(join.agent_id, 'bot-🤖');
   assert.equal(leave.kind, 'leave');
   assert.equal(leave.seq, join.seq + 1);
+});
+
+test('topic delivery: a gateway LISTENs to exactly the channels of its subscribed topics', { skip: MODE !== 'topic' }, async () => {
+  const gw1 = gateways['1'];
+  const other = 'room:topic-mode-' + 'x'.repeat(60); // long: a hashed channel
+  const otherChannel = await diffChannel(other);
+  assert.ok(otherChannel.startsWith('presence#') && Buffer.byteLength(otherChannel) < 64);
+  let h = await health(gw1);
+  assert.equal(h.delivery, 'topic');
+  assert.ok(h.channels.includes(await diffChannel(TOPIC)), 'the lobby, which page A subscribes to');
+  assert.equal(h.channels.length, h.topics, 'one channel per topic with subscribers');
+  assert.ok(!h.channels.includes(otherChannel));
+
+  const c = await rawClient(gw1, { sub: 'user:topics' }, other);
+  c.ws.send(JSON.stringify({ type: 'subscribe', topic: other, ref: 'topics' }));
+  const snap = await c.next((m) => m.type === 'snapshot' && m.topic === other, 5000);
+  h = await health(gw1);
+  assert.ok(h.channels.includes(otherChannel), 'LISTENs the new topic (before its snapshot)');
+  assert.equal(h.channels.length, h.topics);
+  // A diff of the other topic reaches the socket on the topic's channel.
+  await sql("SELECT presence_track($1, 1, 'user:elsewhere', worker_id => 'e2e-topics')", [other]);
+  const d = await c.next((m) => m.type === 'diff' && m.topic === other && m.diff.principal === 'user:elsewhere', 5000);
+  assert.ok(d.seq > snap.seq);
+  c.ws.close();
+  await c.closed;
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline && (await health(gw1)).channels.includes(otherChannel)) await sleep(50);
+  h = await health(gw1);
+  assert.ok(!h.channels.includes(otherChannel), 'UNLISTENs when the last subscriber leaves');
+  assert.equal(h.channels.length, h.topics);
+  await sql("SELECT presence_worker_stop('e2e-topics')");
 });
 
 test('SIGTERM of gateway 1 leaves every topic cleanly (presence_worker_stop)', async () => {

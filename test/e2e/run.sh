@@ -50,40 +50,49 @@ if ! cmp -s "$GW_DIR/package-lock.json" "$GW_DIR/node_modules/.package-lock.json
 	cp "$GW_DIR/package-lock.json" "$GW_DIR/node_modules/.package-lock.json.e2e"
 fi
 
-# 2. A cluster with the extension preloaded, swept every 200 ms.
+# 2. Each pass: a fresh cluster with the extension preloaded, swept every
+# 200 ms, its presence.delivery set to the pass's mode, and the gateways in
+# that mode (broadcast: every diff on tep_broadcast; topic: each topic's own
+# channel, LISTENed only while the topic has subscribers).
 rm -rf "$ART"
 mkdir -p "$ART"
-cluster_start "$CLUSTER" "$PG_PORT" \
-	"shared_preload_libraries = 'presence'" \
-	"presence.database = 'postgres'" \
-	"presence.sweep_interval = '${SWEEP_MS}ms'" || fail_setup "cluster_start"
-psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION presence' || fail_setup "CREATE EXTENSION presence"
-
-# 3. The tests: unit tests of the gateway's helpers, then end to end.
 export PRESENCE_SWEEP_MS=$SWEEP_MS E2E_ARTIFACTS=$ART
 [ "${UPDATE_SCREENSHOT:-0}" = 1 ] && export E2E_SCREENSHOT=$GW_DIR/screenshot.png
-start=$(date +%s)
-timeout 300 node --test --test-concurrency=1 --test-timeout=60000 \
-	--test-reporter=spec --test-reporter-destination=stdout \
-	--test-reporter=tap --test-reporter-destination="$ART/results.tap" \
-	test/e2e/units.test.js test/e2e/gateway.test.js
-rc=$?
-echo "e2e: node --test exited $rc after $(($(date +%s) - start)) s; logs in $ART"
+rc=0
+for mode in ${E2E_MODES:-broadcast topic}; do
+	cluster_start "$CLUSTER" "$PG_PORT" \
+		"shared_preload_libraries = 'presence'" \
+		"presence.database = 'postgres'" \
+		"presence.delivery = '$mode'" \
+		"presence.sweep_interval = '${SWEEP_MS}ms'" || fail_setup "cluster_start"
+	psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION presence' || fail_setup "CREATE EXTENSION presence"
 
-if [ "$rc" != 0 ]; then
-	for f in "$ART"/*.log; do
-		[ -f "$f" ] || continue
-		echo "---- tail of $f"
-		tail -n 30 "$f"
-	done
-	echo "---- tail of $CLUSTER/server.log"
-	tail -n 30 "$CLUSTER/server.log"
-fi
-cluster_log_has_crash "$CLUSTER" && { echo "the server log shows a crash" >&2; rc=1; }
+	# 3. The tests: unit tests of the gateway's helpers, then end to end.
+	start=$(date +%s)
+	PRESENCE_DELIVERY=$mode timeout 300 node --test --test-concurrency=1 --test-timeout=60000 \
+		--test-reporter=spec --test-reporter-destination=stdout \
+		--test-reporter=tap --test-reporter-destination="$ART/results-$mode.tap" \
+		test/e2e/units.test.js test/e2e/gateway.test.js
+	pass_rc=$?
+	echo "e2e ($mode delivery): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
 
-passed=$(grep -E '^# pass [0-9]+$' "$ART/results.tap" 2>/dev/null | tail -n 1 | awk '{print $3}')
-failed=$(grep -E '^# (fail|cancelled) [0-9]+$' "$ART/results.tap" 2>/dev/null | awk '{s += $3} END {print s + 0}')
-passed=${passed:-0}
+	if [ "$pass_rc" != 0 ]; then
+		rc=$pass_rc
+		for f in "$ART"/*.log; do
+			[ -f "$f" ] || continue
+			echo "---- tail of $f"
+			tail -n 30 "$f"
+		done
+		echo "---- tail of $CLUSTER/server.log"
+		tail -n 30 "$CLUSTER/server.log"
+	fi
+	cluster_log_has_crash "$CLUSTER" && { echo "the server log shows a crash" >&2; rc=1; }
+	cluster_stop "$CLUSTER"
+	unset E2E_SCREENSHOT
+done
+
+passed=$(cat "$ART"/results-*.tap 2>/dev/null | grep -E '^# pass [0-9]+$' | awk '{s += $3} END {print s + 0}')
+failed=$(cat "$ART"/results-*.tap 2>/dev/null | grep -E '^# (fail|cancelled) [0-9]+$' | awk '{s += $3} END {print s + 0}')
 if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
 echo "$passed passed, $failed failed"
 [ "$rc" = 0 ] && [ "$failed" = 0 ]

@@ -285,7 +285,7 @@ sub pump {
 	if ($sel->can_read($timeout // 0)) {
 		my $t = time;
 		while (my $n = $dbh->pg_notifies) {
-			push @{ $self->{queue} }, { t => $t, raw => $n->[2], pid => $n->[1] };
+			push @{ $self->{queue} }, { t => $t, raw => $n->[2], pid => $n->[1], channel => $n->[0] };
 			$got++;
 		}
 	}
