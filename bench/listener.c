@@ -12,8 +12,12 @@
  *
  *   cc -O2 -I$(pg_config --includedir) -o listener listener.c \
  *      -L$(pg_config --libdir) -lpq
- *   ./listener [-c conninfo] [-C channel] [-L] [-o raw.tsv] [-r ready-file]
- *              [-i idle-seconds] [-d max-seconds] [-n stop-after-count]
+ *   ./listener [-c conninfo] [-C channel]... [-F channel-file] [-L]
+ *              [-o raw.tsv] [-r ready-file] [-i idle-seconds]
+ *              [-d max-seconds] [-n stop-after-count]
+ *
+ * -C may be given more than once, and -F names a file of channels, one a
+ * line (a gateway in topic delivery LISTENs to its topics' channels).
  *
  * Connection parameters come from conninfo or the PG* environment.  The
  * listener touches the ready file once LISTEN is in force, and stops after
@@ -267,6 +271,30 @@ usage(const char *prog)
 	exit(2);
 }
 
+#define lengthof_channels(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Append the channels of a file, one a line, to channels[]. */
+static int
+read_channels(const char *path, const char **channels, int n, int max)
+{
+	FILE	   *f = fopen(path, "r");
+	char		line[256];
+
+	if (f == NULL)
+	{
+		perror(path);
+		exit(1);
+	}
+	while (n < max && fgets(line, sizeof(line), f))
+	{
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] != '\0')
+			channels[n++] = strdup(line);
+	}
+	fclose(f);
+	return n;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -281,14 +309,15 @@ main(int argc, char **argv)
 	int			opt;
 	PGconn	   *conn;
 	PGresult   *res;
-	char	   *listen_sql;
+	const char *channels[4096];
+	int			nchannels = 0;
 	FILE	   *raw = NULL;
 	int64_t		started, first_us = 0, last_us = 0;
 	long		received = 0, decode_errors = 0, seq_gaps = 0, seq_backwards = 0;
 	long		no_latency = 0;
 	int			sock;
 
-	while ((opt = getopt(argc, argv, "c:C:Lo:r:i:d:n:")) != -1)
+	while ((opt = getopt(argc, argv, "c:C:F:Lo:r:i:d:n:")) != -1)
 	{
 		switch (opt)
 		{
@@ -296,7 +325,12 @@ main(int argc, char **argv)
 				conninfo = optarg;
 				break;
 			case 'C':
-				channel = optarg;
+				if (nchannels < (int) lengthof_channels(channels))
+					channels[nchannels++] = optarg;
+				break;
+			case 'F':
+				nchannels = read_channels(optarg, channels, nchannels,
+										  (int) lengthof_channels(channels));
 				break;
 			case 'L':
 				latency_mode = 1;
@@ -330,20 +364,24 @@ main(int argc, char **argv)
 		fprintf(stderr, "listener: %s", PQerrorMessage(conn));
 		return 1;
 	}
+	if (nchannels == 0)
+		channels[nchannels++] = channel;
+	for (int i = 0; i < nchannels; i++)
 	{
-		char	   *ident = PQescapeIdentifier(conn, channel, strlen(channel));
+		char	   *ident = PQescapeIdentifier(conn, channels[i], strlen(channels[i]));
+		char	   *listen_sql = malloc(strlen(ident) + 16);
 
-		listen_sql = malloc(strlen(ident) + 16);
 		sprintf(listen_sql, "LISTEN %s", ident);
 		PQfreemem(ident);
+		res = PQexec(conn, listen_sql);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			fprintf(stderr, "listener: LISTEN failed: %s", PQerrorMessage(conn));
+			return 1;
+		}
+		PQclear(res);
+		free(listen_sql);
 	}
-	res = PQexec(conn, listen_sql);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-	{
-		fprintf(stderr, "listener: LISTEN failed: %s", PQerrorMessage(conn));
-		return 1;
-	}
-	PQclear(res);
 
 	if (raw_path)
 	{

@@ -18,7 +18,8 @@
 # listener and diagnostic phases), BENCH_READ_SECONDS (4),
 # BENCH_DELIVERY_SECONDS (15), BENCH_DELIVERY_RATE (1000 diffs/s),
 # BENCH_PROFILE (1: a perf profile of the extension's write path when perf
-# works here; 0: skip), BENCH_PHASES (default "write growth listen diag
+# works here; 0: skip), BENCH_FANOUT_SECONDS (5), BENCH_FANOUT_LISTENERS
+# ("1 4 16 64"), BENCH_PHASES (default "write growth listen diag fanout
 # delivery reads bgworker profile").
 set -eu -o pipefail
 
@@ -34,7 +35,9 @@ READ_SECS=${BENCH_READ_SECONDS:-4}
 DELIVERY_SECS=${BENCH_DELIVERY_SECONDS:-15}
 DELIVERY_RATE=${BENCH_DELIVERY_RATE:-1000}
 PROFILE=${BENCH_PROFILE:-1}
-PHASES=${BENCH_PHASES:-"write growth listen diag delivery reads bgworker profile"}
+PHASES=${BENCH_PHASES:-"write growth listen diag fanout delivery reads bgworker profile"}
+FANOUT_SECS=${BENCH_FANOUT_SECONDS:-5}
+FANOUT_NS=${BENCH_FANOUT_LISTENERS:-"1 4 16 64"}
 DB=presence_bench
 
 CONF=(
@@ -295,6 +298,66 @@ if has_phase diag; then
 	done
 fi
 
+# --- fan-out: N gateway listeners, each interested in 1/N of the topics ---------
+# Modes: broadcast (presence.delivery = broadcast, every listener on
+# tep_broadcast), topic (presence.delivery = topic, listener i LISTENs the
+# channels of room:k for k = i + 1 mod N) and unrelated (broadcast, the
+# listeners LISTEN a channel nothing is sent on: the cost of being woken).
+# The writers spread over all 1000 topics; 2 clients, sides alternating.
+: >"$OUT/fanout.tsv"
+fanout_run() {
+	local r=$1 mode=$2 n=$3 name i files=() tps cpu got=0 pids=() delivery=broadcast
+	name=fanout-r$r-$mode-$n
+	[ "$mode" = topic ] && delivery=topic
+	psql -qX -d postgres -c "ALTER DATABASE $DB SET presence.delivery = '$delivery'"
+	vacuum_all
+	mkdir -p "$OUT/fanout"
+	for ((i = 0; i < n; i++)); do
+		local args=(-C tep_broadcast)
+		if [ "$mode" = topic ]; then
+			psql -AtX -c "SELECT presence_channel('room:' || k) FROM generate_series(1, 1000) k
+			              WHERE (k - 1) % $n = $i" >"$OUT/fanout/$name-$i.channels"
+			args=(-F "$OUT/fanout/$name-$i.channels")
+		elif [ "$mode" = unrelated ]; then
+			args=(-C unrelated)
+		fi
+		rm -f "$OUT/fanout/$name-$i.ready"
+		"$OUT/listener" -r "$OUT/fanout/$name-$i.ready" -i 3600 -d 3600 "${args[@]}" \
+			>"$OUT/fanout/$name-$i.out" 2>&1 &
+		pids+=($!)
+		LISTENER_PIDS+=($!)
+	done
+	for ((i = 0; i < n; i++)); do
+		for _ in $(seq 200); do
+			[ -f "$OUT/fanout/$name-$i.ready" ] && break
+			sleep 0.05
+		done
+	done
+	read -r tps cpu < <(pgb "$name" write_ext.sql 2 "$FANOUT_SECS")
+	sleep 0.5
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	for ((i = 0; i < n; i++)); do
+		got=$((got + $(kv "$OUT/fanout/$name-$i.out" received)))
+	done
+	local sent
+	sent=$(awk '/actually processed/ {split($NF, a, "/"); print a[1] * 3}' "$OUT/write/$name.txt")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$mode" "$n" "$tps" "$cpu" "$sent" "$got" >>"$OUT/fanout.tsv"
+	note "fanout round=$r $mode listeners=$n: $tps cycles/s, server CPU $cpu us/cycle, $got of $sent diffs delivered"
+}
+if has_phase fanout; then
+	combos=("none 0")
+	for n in $FANOUT_NS; do
+		for mode in broadcast topic unrelated; do combos+=("$mode $n"); done
+	done
+	for ((r = 1; r <= XROUNDS; r++)); do
+		for ((i = 0; i < ${#combos[@]}; i++)); do
+			fanout_run "$r" ${combos[$(((i + r) % ${#combos[@]}))]}
+		done
+	done
+	psql -qX -d postgres -c "ALTER DATABASE $DB RESET presence.delivery"
+fi
+
 # --- 5. delivery latency --------------------------------------------------------------
 if has_phase delivery; then
 	for side in ext ref; do
@@ -524,6 +587,34 @@ if grep -q "^diag" "$OUT/write.tsv"; then
 		done
 		echo
 		echo "floor+notify: the floor's DML plus one short pg_notify per statement. sql: entry change + seq upsert + JSON diff + pg_notify as one plain SQL statement per operation. ref-plain: the PL/pgSQL reference without SECURITY DEFINER and SET search_path."
+		echo
+	} >>"$MD"
+fi
+if [ -s "$OUT/fanout.tsv" ]; then
+	fmed() {
+		awk -F'\t' -v m="$1" -v n="$2" -v k="$3" '$2 == m && $3 == n {print $k}' "$OUT/fanout.tsv" |
+			sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) printf "%.0f\n", v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+	}
+	frange() {
+		awk -F'\t' -v m="$1" -v n="$2" '$2 == m && $3 == n {print $4}' "$OUT/fanout.tsv" |
+			sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.0f-%.0f", lo, hi}'
+	}
+	base=$(fmed none 0 4)
+	{
+		echo "### Fan-out: N listeners, each interested in 1/N of 1000 topics (extension cycle, 2 clients, ${FANOUT_SECS} s runs, median of $XROUNDS)"
+		echo
+		echo "| listeners | mode | cycles/s | range | vs no listener | server CPU us/cycle | deliveries per diff |"
+		echo "|---:|---|---:|---:|---:|---:|---:|"
+		echo "| 0 | - | $base | $(frange none 0) | 1.00 | $(fmed none 0 5) | - |"
+		for n in $FANOUT_NS; do
+			for mode in broadcast topic unrelated; do
+				v=$(fmed "$mode" "$n" 4)
+				d=$(awk -F'\t' -v m="$mode" -v n="$n" '$2 == m && $3 == n {s += $6; g += $7} END {if (s > 0) printf "%.2f", g / s; else print "nan"}' "$OUT/fanout.tsv")
+				echo "| $n | $mode | $v | $(frange "$mode" "$n") | $(ratio "$v" "$base") | $(fmed "$mode" "$n" 5) | $d |"
+			done
+		done
+		echo
+		echo "broadcast: presence.delivery = broadcast, every listener on tep_broadcast. topic: presence.delivery = topic, each listener LISTENs its topics' channels. unrelated: broadcast delivery, the listeners LISTEN a channel nothing is sent on. Deliveries per diff: notifications received by all listeners / diffs sent."
 		echo
 	} >>"$MD"
 fi
