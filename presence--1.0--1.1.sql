@@ -4,6 +4,21 @@
 
 \echo Use "ALTER EXTENSION presence UPDATE TO '1.1'" to load this file. \quit
 
+-- Diffs are JSON sent as text in the database's encoding, and their length
+-- prefix counts characters: in SQL_ASCII neither is defined (a payload
+-- need not be valid UTF-8, and bytes are counted).  So 1.1 installs only
+-- in a UTF8 database.
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'presence needs a UTF8 database, not %',
+                        pg_catalog.getdatabaseencoding()
+              USING ERRCODE = 'feature_not_supported',
+                    HINT = 'Create the database with ENCODING ''UTF8''.';
+    END IF;
+END
+$$;
+
 -- The channel a topic's diffs go on when presence.delivery is 'topic' or
 -- 'both': 'presence:' || topic when that is a valid channel name (up to 54
 -- bytes of topic), else 'presence#' || 32 hex digits of the topic's

@@ -7,6 +7,15 @@ SET client_min_messages = warning;
 CREATE ROLE regress_capture_app;
 GRANT EXECUTE ON FUNCTION presence_track, presence_untrack, presence_untrack_by_fd, presence_list, presence_list_global, presence_count, presence_count_humans, presence_count_agents, presence_count_global, presence_count_humans_global, presence_count_agents_global, presence_set_status, presence_clear_status, presence_find_entry, presence_sweep_expired_status, presence_clear, presence_diff_topic, presence_snapshot, presence_worker_start, presence_heartbeat, presence_worker_stop, presence_prune_dead_workers TO regress_capture_app;
 CREATE SCHEMA regress_capture AUTHORIZATION regress_capture_app;
+-- Dead workers of every kind and an orphan entry, so that every query of
+-- presence_prune_dead_workers runs under the hostile path below.
+INSERT INTO tep_presence_worker (worker_id, last_seen_ts, backend_pid, backend_start, lease, lease_until) VALUES
+  ('cap-dead-tep', 1, NULL, NULL, NULL, NULL),
+  ('cap-dead-bound', 1, pg_backend_pid(), '2000-01-01', NULL, NULL),
+  ('cap-dead-lease', 1, NULL, NULL, '1 s', now() - interval '1 s');
+INSERT INTO tep_presence (worker_id, topic, fd, principal_id, since_ts) VALUES
+  ('cap-dead-tep', 't3', 1, 'u', 1), ('cap-dead-bound', 't3', 2, 'u', 1),
+  ('cap-dead-lease', 't3', 3, 'u', 1), ('cap-orphan', 't3', 4, 'u', 1);
 SET ROLE regress_capture_app;
 CREATE FUNCTION regress_capture.boom2(text, text) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured text op'; END$$;
 CREATE FUNCTION regress_capture.boomi(integer, integer) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured int op'; END$$;
@@ -50,6 +59,7 @@ SELECT pg_catalog.count(*) FROM presence_list_global('t');
 SELECT (presence_find_entry('t', 1)).fd, presence_diff_topic('t'), presence_snapshot('t2') IS NOT NULL;
 SELECT presence_untrack('t', 2), presence_untrack_by_fd(1), presence_clear();
 SELECT presence_prune_dead_workers(), presence_worker_stop('lease'), presence_worker_stop();
+SELECT pg_catalog.count(*) AS dead_left FROM presence_list_global('t3');
 -- The seq of each topic counts exactly the diffs above.
 RESET ROLE;
 RESET search_path;

@@ -163,6 +163,8 @@ INSERT INTO cases (q) VALUES
   ($$SELECT presence_worker_start('gw-1', interval '0')$$),
   ($$SELECT presence_worker_start('gw-1', interval '-5 seconds')$$),
   ($$SELECT presence_worker_start('gw-9', interval '-1 day')$$),
+  ($$SELECT presence_worker_start('gw-9', interval '1 month -31 days')$$),
+  ($$SELECT presence_worker_start('gw-9', interval '100000000 years')$$),
   ($$SELECT presence_heartbeat('')$$),
   ($$SELECT presence_heartbeat(repeat('x', 256))$$),
   ($$SELECT presence_heartbeat('no-such-worker')$$),

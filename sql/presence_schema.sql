@@ -69,3 +69,25 @@ SELECT worker_id, topic, fd, principal_id, kind, agent_id, since_ts,
 DELETE FROM tep_presence;
 DELETE FROM tep_presence_worker;
 DELETE FROM presence_topic_seq;
+
+-- Only the primary key of presence_topic_seq is maintained (the commit
+-- step writes it from C), so another index is refused at the next commit
+-- that sends a diff, and nothing is changed or sent.
+CREATE INDEX presence_topic_seq_extra_idx ON presence_topic_seq (seq);
+SELECT presence_track('schema:t', 1, 'u', worker_id => 'gw-schema') AS refused;
+SELECT count(*) AS entries_after FROM tep_presence WHERE worker_id = 'gw-schema';
+DROP INDEX presence_topic_seq_extra_idx;
+SELECT presence_track('schema:t', 1, 'u', worker_id => 'gw-schema') AS tracked;
+SELECT seq FROM presence_topic_seq WHERE topic = 'schema:t';
+SELECT presence_worker_stop('gw-schema') AS stopped;
+DELETE FROM presence_topic_seq;
+
+-- 1.1 installs only in a UTF8 database.
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_presence_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+\c regress_presence_ascii
+SET client_min_messages = warning;
+CREATE EXTENSION presence;
+SELECT count(*) AS installed FROM pg_extension WHERE extname = 'presence';
+\c :regress_db
+DROP DATABASE regress_presence_ascii;

@@ -127,6 +127,10 @@ SELECT pg_temp.seq('t1') AS seq_after;
 SELECT presence_track('t2', 7, 'user:7');
 SELECT worker_id FROM tep_presence WHERE topic = 't2';
 SELECT presence_heartbeat() AS bound_alive;
+-- A lease is positive as a whole: a day less an hour is 23 hours.
+SELECT presence_worker_start('app-mixed', interval '1 day -1 hour') AS mixed_lease;
+SELECT lease FROM tep_presence_worker WHERE worker_id = 'app-mixed';
+SELECT presence_worker_stop('app-mixed') AS mixed_stopped;
 -- With a lease: alive while heartbeats come within it.
 SELECT presence_worker_start('app-lease', interval '30 seconds');
 SHOW presence.worker_id;

@@ -33,6 +33,10 @@ PG_FUNCTION_INFO_V1(presence_heartbeat);
 PG_FUNCTION_INFO_V1(presence_worker_stop);
 PG_FUNCTION_INFO_V1(presence_prune_dead_workers);
 
+/* The longest lease a worker may take. */
+#define PRESENCE_MAX_LEASE "100 years"
+
+
 /* A bound worker is alive while a backend with its pid and start runs. */
 #define BACKEND_ALIVE(w) \
 	"EXISTS (SELECT 1 FROM pg_catalog.pg_stat_get_activity(NULL) AS a" \
@@ -228,6 +232,34 @@ register_worker(const char *worker_id, Interval *lease)
 }
 
 /*
+ * The lease argument: ERROR 22023 unless it is positive as a whole (so
+ * '1 day -1 hour' is fine) and at most PRESENCE_MAX_LEASE, which keeps
+ * clock_timestamp() + lease far from the end of timestamps.
+ */
+static Interval *
+lease_arg(Interval *lease)
+{
+	Interval	zero = {0};
+	Interval   *most = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+															 CStringGetDatum(PRESENCE_MAX_LEASE),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)));
+
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(lease),
+										  IntervalPGetDatum(&zero))) <= 0 ||
+		DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(lease),
+										  IntervalPGetDatum(most))) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease must be a positive interval of at most %s",
+						PRESENCE_MAX_LEASE),
+				 errdetail("It is %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(lease))))));
+	return lease;
+}
+
+/*
  * presence_worker_start(worker_id, lease): drops what the id already has
  * (a restarted process reusing it), registers it and makes it the
  * session's worker.
@@ -244,14 +276,7 @@ presence_worker_start(PG_FUNCTION_ARGS)
 		worker_id = presence_text_arg(fcinfo, 0, "worker_id", false,
 									  PRESENCE_MAX_NAME_BYTES);
 	if (!PG_ARGISNULL(1))
-	{
-		lease = PG_GETARG_INTERVAL_P(1);
-		if (lease->month < 0 || lease->day < 0 || lease->time < 0 ||
-			(lease->month == 0 && lease->day == 0 && lease->time == 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("lease must be a positive interval")));
-	}
+		lease = lease_arg(PG_GETARG_INTERVAL_P(1));
 
 	presence_spi_connect();
 	presence_drop_entries(worker_id, -1);

@@ -34,6 +34,7 @@ static const char *const presence_table_names[PRESENCE_TABLE_COUNT] = {
 };
 
 static char *schema_prefix = NULL;
+static Oid	extension_oid = InvalidOid;
 static Oid	table_oids[PRESENCE_TABLE_COUNT];
 static uint64 plan_generation = 1;
 static bool callback_registered = false;
@@ -110,7 +111,8 @@ presence_lookup_schema(void)
 	Oid			namespace_oid;
 	char	   *namespace_name;
 
-	namespace_oid = get_extension_schema(get_extension_oid("presence", false));
+	extension_oid = get_extension_oid("presence", false);
+	namespace_oid = get_extension_schema(extension_oid);
 	namespace_name = get_namespace_name(namespace_oid);
 	if (namespace_name == NULL)
 		elog(ERROR, "schema of extension \"presence\" not found");
@@ -198,11 +200,21 @@ presence_plan(PresenceQuery *query)
 }
 
 /*
- * Connect to SPI; every caller pairs it with SPI_finish.
+ * Connect to SPI; every caller pairs it with SPI_finish.  First the
+ * extension is locked for the rest of the transaction, as in
+ * presence_lock_extension: a DROP EXTENSION that committed before the lock
+ * was granted has invalidated our tables by then (taking a lock reads the
+ * invalidations), so the lookup that follows reports the extension
+ * missing instead of a table OID that no longer exists.
  */
 void
 presence_spi_connect(void)
 {
+	if (schema_prefix == NULL)
+		presence_lookup_schema();
+	LockDatabaseObject(ExtensionRelationId, extension_oid, 0, AccessShareLock);
+	if (schema_prefix == NULL)
+		presence_lookup_schema();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "presence: SPI_connect failed");
 }
