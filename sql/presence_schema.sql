@@ -91,3 +91,18 @@ CREATE EXTENSION presence;
 SELECT count(*) AS installed FROM pg_extension WHERE extname = 'presence';
 \c :regress_db
 DROP DATABASE regress_presence_ascii;
+
+-- A transaction that tracks and then drops the extension commits: its
+-- diffs went with the rows they describe.
+CREATE DATABASE regress_presence_drop TEMPLATE template0 ENCODING 'UTF8';
+\c regress_presence_drop
+SET client_min_messages = warning;
+CREATE EXTENSION presence;
+LISTEN tep_broadcast;
+BEGIN;
+SELECT presence_track('t', 1, 'u', worker_id => 'gw-drop') AS tracked;
+DROP EXTENSION presence;
+COMMIT;
+SELECT count(*) AS installed FROM pg_extension WHERE extname = 'presence';
+\c :regress_db
+DROP DATABASE regress_presence_drop;

@@ -29,7 +29,6 @@
 #include "catalog/index.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
-#include "commands/extension.h"
 #include "miscadmin.h"
 #include "storage/itemptr.h"
 #include "storage/lock.h"
@@ -360,7 +359,7 @@ presence_xact_callback(XactEvent event, void *arg)
 			if (npending == 0)
 				break;
 			/* DROP EXTENSION in this transaction took the diffs' rows. */
-			if (!OidIsValid(get_extension_oid("presence", true)))
+			if (presence_extension_dropped())
 			{
 				forget_pending();
 				break;

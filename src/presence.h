@@ -111,6 +111,7 @@ typedef struct PresenceQuery
 
 /* query.c */
 extern bool presence_lock_extension(void);
+extern bool presence_extension_dropped(void);
 
 typedef enum PresenceTable
 {

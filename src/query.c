@@ -131,6 +131,18 @@ presence_lookup_schema(void)
 }
 
 /*
+ * Whether the extension is gone (dropped in this transaction, at commit
+ * time).  A DROP invalidates our tables, so while the schema is still
+ * known the catalog need not be read.
+ */
+bool
+presence_extension_dropped(void)
+{
+	return schema_prefix == NULL &&
+		!OidIsValid(get_extension_oid("presence", true));
+}
+
+/*
  * The oid of one of the extension's tables.
  */
 Oid
