@@ -13,6 +13,7 @@
  * it in place, with no statement.
  */
 #include "presence.h"
+#include "compat.h"
 
 #include "access/genam.h"
 #include "access/heapam.h"
@@ -208,7 +209,7 @@ advance_seq(const char *topic)
 {
 	Relation	rel = table_open(presence_table(PRESENCE_SEQS),
 								 RowExclusiveLock);
-	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel),
+	Relation	index = index_open(presence_primary_key_index(rel),
 								   RowExclusiveLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	int64		seq = 1;
