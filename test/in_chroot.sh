@@ -26,12 +26,8 @@ shift
 [ $# -gt 0 ] || set -- bash test/run_all.sh
 dir=$(chroot_create "$suite") || exit 1
 
-# The major: the newest postgresql-N the chroot's apt offers (experimental:
-# 19, pinned there), unless chosen.
-major=${PRESENCE_PG_MAJOR:-$(chroot_run "$dir" sh -c \
-	"apt-cache policy \$(apt-cache pkgnames postgresql- | grep -E '^postgresql-[0-9]+\$') 2>/dev/null |
-	 awk '/^postgresql-/ {p=\$1} /Candidate: [^(]/ {sub(/:\$/, \"\", p); sub(/postgresql-/, \"\", p); print p}' |
-	 sort -n | tail -n 1")}
+# The major: the newest postgresql-N the chroot's apt offers, unless chosen.
+major=${PRESENCE_PG_MAJOR:-$(chroot_pg_major "$dir")}
 [ -n "$major" ] || { echo "no PostgreSQL in $suite's archive" >&2; exit 1; }
 echo "== $suite: PostgreSQL $major, chroot $dir"
 

@@ -135,8 +135,7 @@ chroot_configure() {
 		apt-get update -q >/dev/null && apt-get install -y -q ca-certificates >/dev/null &&
 		update-ca-certificates >/dev/null' ||
 		{ echo "chroot: apt in $dir failed" >&2; return 1; }
-	# npm reads the system bundle (with the host's CAs) only when told.
-	echo 'cafile=/etc/ssl/certs/ca-certificates.crt' >"$dir/root/.npmrc"
+	_chroot_npmrc "$dir"
 }
 
 # chroot_create SUITE [DIR]: makes DIR (default the cached chroot of SUITE)
@@ -228,7 +227,7 @@ chroot_run_isolated() {
 	rc=$?
 	if [ -n "$ppid_proxy" ]; then
 		rm -f "$dir/etc/apt/apt.conf.d/99presence-proxy"
-		echo 'cafile=/etc/ssl/certs/ca-certificates.crt' >"$dir/root/.npmrc"
+		_chroot_npmrc "$dir"
 		kill "$ppid_proxy" 2>/dev/null
 		wait "$ppid_proxy" 2>/dev/null
 		rm -f "$sock"
@@ -236,16 +235,26 @@ chroot_run_isolated() {
 	return $rc
 }
 
+# _chroot_npmrc DIR [PROXY-URL]: root's npm in DIR trusts the CA bundle
+# $PRESENCE_CHROOT_CAFILE (the system one, which has the host's CAs: npm
+# reads it only when told), through the proxy if given.
+_chroot_npmrc() {
+	mkdir -p "$1/root"
+	{
+		echo "cafile=${PRESENCE_CHROOT_CAFILE:-/etc/ssl/certs/ca-certificates.crt}"
+		if [ -n "${2:-}" ]; then
+			echo "proxy=$2"
+			echo "https-proxy=$2"
+		fi
+	} >"$1/root/.npmrc"
+}
+
 # _chroot_proxy_config DIR: apt and npm (root's) in DIR use the proxy.
 _chroot_proxy_config() {
 	local url=http://127.0.0.1:$PRESENCE_CHROOT_PROXY_PORT/
 	printf 'Acquire::http::Proxy "%s";\nAcquire::https::Proxy "%s";\n' "$url" "$url" \
 		>"$1/etc/apt/apt.conf.d/99presence-proxy"
-	{
-		echo 'cafile=/etc/ssl/certs/ca-certificates.crt'
-		echo "proxy=$url"
-		echo "https-proxy=$url"
-	} >"$1/root/.npmrc"
+	_chroot_npmrc "$1" "$url"
 }
 
 # chroot_copy_tree SRC DIR DEST: copies the work tree SRC (without .git,
@@ -258,9 +267,11 @@ chroot_copy_tree() {
 		--exclude='*.so' --exclude=./test/out -cf - . | tar -C "$dir$dest" -xf -
 }
 
-# chroot_pg_major SUITE: the PostgreSQL major the suite's archive
-# provides (postgresql-server-dev-all's / postgresql's dependency).
+# chroot_pg_major SUITE-OR-DIR: the newest PostgreSQL major the chroot's
+# apt can install (bookworm 15, trixie 17, sid 18, experimental 19 by its
+# pin; the `postgresql` metapackage of experimental is still sid's 18).
 chroot_pg_major() {
-	chroot_run "$1" sh -c "apt-cache depends postgresql 2>/dev/null |
-		sed -n 's/.*Depends: postgresql-\([0-9][0-9]*\)\$/\1/p' | head -n 1"
+	chroot_run "$1" sh -c "apt-cache policy \$(apt-cache pkgnames postgresql- | grep -E '^postgresql-[0-9]+\$') 2>/dev/null |
+		awk '/^postgresql-/ {p = \$1} /Candidate: [^(]/ {sub(/:\$/, \"\", p); sub(/postgresql-/, \"\", p); print p}' |
+		sort -n | tail -n 1"
 }
