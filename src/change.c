@@ -20,6 +20,7 @@
  * transaction or savepoint leaves no gap.
  */
 #include "presence.h"
+#include "compat.h"
 
 #include "access/genam.h"
 #include "access/heapam.h"
@@ -283,7 +284,7 @@ seq_table_index(Relation rel)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("presence_topic_seq must have its primary key as its only index")));
 	list_free(indexes);
-	return RelationGetPrimaryKeyIndex(rel);
+	return presence_primary_key_index(rel);
 }
 
 /*

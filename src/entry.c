@@ -182,7 +182,7 @@ presence_track(PG_FUNCTION_ARGS)
 {
 	PresenceEntry entry;
 	Datum		values[9];
-	char		nulls[9] = "         ";
+	char		nulls[9];		/* SPI's ' ' / 'n' flags, not a string */
 	const char *violation;
 	bool		added;
 
@@ -210,6 +210,7 @@ presence_track(PG_FUNCTION_ARGS)
 	entry.status_until = 0;
 	presence_check_diff_fits(&entry);
 
+	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(entry.worker_id);
 	values[1] = CStringGetTextDatum(entry.topic);
 	values[2] = Int32GetDatum(entry.fd);

@@ -10,6 +10,7 @@
  * has no row at all are dead too.
  */
 #include "presence.h"
+#include "compat.h"
 
 #include "access/genam.h"
 #include "access/table.h"
@@ -179,7 +180,7 @@ presence_worker_registered(const char *worker_id)
 {
 	Relation	rel = table_open(presence_table(PRESENCE_WORKERS),
 								 AccessShareLock);
-	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel),
+	Relation	index = index_open(presence_primary_key_index(rel),
 								   AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	bool		found;
@@ -212,8 +213,9 @@ static void
 register_worker(const char *worker_id, Interval *lease)
 {
 	Datum		values[5];
-	char		nulls[5] = "     ";
+	char		nulls[5];		/* SPI's ' ' / 'n' flags, not a string */
 
+	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(worker_id);
 	values[1] = Int64GetDatum(clock_epoch_s());
 	if (lease == NULL)

@@ -14,6 +14,7 @@
  *	 args.c       argument checks and the session's worker identity
  *	 query.c      kept SPI plans and the extension's tables
  *	 wire.c       Tep's wire format (pure encoding)
+ *	 compat.h     shims for the server API calls that differ by major
  *
  * entry.c asks liveness.c whether a worker is registered; liveness.c never
  * calls entry.c.

@@ -10,6 +10,7 @@
  * prepared again on its next use.
  */
 #include "presence.h"
+#include "compat.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -169,7 +170,7 @@ presence_find_by_key(Relation rel, Relation index, const char *key,
 	ScanKeyEntryInitialize(&scan_key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   CStringGetTextDatum(key));
-	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	scan = presence_index_beginscan(rel, index, snapshot, 1, 0);
 	index_rescan(scan, &scan_key, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);

@@ -6,7 +6,7 @@
 #
 #   bash examples/gateway/demo.sh
 #
-# Like the main demo, it installs what it needs (PostgreSQL 15 and its
+# Like the main demo, it installs what it needs (Debian's PostgreSQL and its
 # headers, Node.js) and builds and installs the extension first.
 #
 # DEMO_SECONDS=N stops by itself after N seconds (for scripted checks).

@@ -7,7 +7,15 @@
 // PGHOST/PGPORT/PGUSER/PGDATABASE, whose presence.sweep_interval is
 // PRESENCE_SWEEP_MS (test/e2e/run.sh sets all of this up).
 
-const { test, before, after } = require('node:test');
+const nodeTest = require('node:test');
+const { before: nodeBefore, after: nodeAfter } = nodeTest;
+
+// Every test and hook is bounded by TEST_TIMEOUT_MS (Node 18's runner has no
+// --test-timeout; the timeout option of test() and of the hooks it has).
+const TEST_TIMEOUT_MS = Number(process.env.E2E_TEST_TIMEOUT_MS || 60000);
+const test = (name, fn) => nodeTest.test(name, { timeout: TEST_TIMEOUT_MS }, fn);
+const before = (fn) => nodeBefore(fn, { timeout: TEST_TIMEOUT_MS });
+const after = (fn) => nodeAfter(fn, { timeout: TEST_TIMEOUT_MS });
 const assert = require('node:assert/strict');
 const path = require('path');
 const fs = require('fs');

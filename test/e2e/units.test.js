@@ -1,7 +1,11 @@
 'use strict';
 // Unit tests of the gateway's token and wire-format helpers (no database).
 
-const { test } = require('node:test');
+const nodeTest = require('node:test');
+
+// Bounded like gateway.test.js's tests (Node 18 has no --test-timeout).
+const TEST_TIMEOUT_MS = Number(process.env.E2E_TEST_TIMEOUT_MS || 60000);
+const test = (name, fn) => nodeTest.test(name, { timeout: TEST_TIMEOUT_MS }, fn);
 const assert = require('node:assert/strict');
 const path = require('path');
 

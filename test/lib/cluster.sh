@@ -12,9 +12,13 @@
 
 . "$(dirname "${BASH_SOURCE[0]}")/deps.sh"
 
+# _as_postgres CMD...: CMD as the postgres user when we are root.  From /:
+# the caller's directory (a checkout in /root, say) need not be readable by
+# postgres, and initdb and pg_ctl would print `could not change directory
+# to "...": Permission denied` on every call.  Paths given must be absolute.
 _as_postgres() {
 	if [ "$(id -u)" = 0 ]; then
-		runuser -u postgres -- "$@"
+		(cd / && runuser -u postgres -- "$@")
 	else
 		"$@"
 	fi
@@ -22,7 +26,8 @@ _as_postgres() {
 
 # cluster_start DIR PORT [postgresql.conf line ...]
 cluster_start() {
-	local dir=$1 port=$2
+	local dir port=$2
+	dir=$(realpath -m "$1")
 	shift 2
 	rm -rf "$dir"
 	mkdir -p "$dir/sock"

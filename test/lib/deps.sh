@@ -13,20 +13,63 @@ ensure_packages() {
 		apt-get install -y -q "${missing[@]}" >/dev/null
 }
 
+# _presence_default_pg_major: the major to use when PRESENCE_PG_MAJOR is
+# not set, and (on stderr, once) why: the newest one installed with its
+# server headers, else the newest server installed, else the one Debian's
+# `postgresql` metapackage (or postgresql-server-dev-all) depends on here
+# (15 on Debian 12, 17 on Debian 13, 18 on sid), after an apt-get update if
+# the package lists are empty.
+_presence_default_pg_major() {
+	local d n= why= pkg
+	for d in /usr/lib/postgresql/*/bin/postgres; do
+		[ -x "$d" ] || continue
+		d=${d%/bin/postgres}
+		d=${d##*/}
+		if [ -x "/usr/lib/postgresql/$d/bin/pg_config" ]; then
+			n=$d why="installed, with its server headers"
+		elif [ -z "$why" ] || [ "${why#installed,}" = "$why" ]; then
+			n=$d why="installed"
+		fi
+	done 2>/dev/null
+	if [ -z "$n" ]; then
+		for pass in 1 2; do
+			for pkg in postgresql postgresql-server-dev-all; do
+				n=$(apt-cache depends "$pkg" 2>/dev/null |
+					sed -n 's/^ *Depends: postgresql\(-server-dev\)\{0,1\}-\([0-9][0-9]*\)$/\2/p' |
+					sort -n | tail -n 1)
+				[ -n "$n" ] && why="what this system's '$pkg' package installs" && break 2
+			done
+			[ "$pass" = 1 ] && [ "$(id -u)" = 0 ] && apt-get update -q >/dev/null 2>&1 || break
+		done
+	fi
+	if [ -z "$n" ]; then
+		n=15 why="none installed and apt-cache knows none: the default of Debian 12"
+	fi
+	echo "PostgreSQL $n ($why; PRESENCE_PG_MAJOR=N chooses another)" >&2
+	echo "$n"
+}
+
 # The PostgreSQL to build and test against: Debian's packages of major
-# version PRESENCE_PG_MAJOR (15 on Debian 12).  Its pg_config is named
+# version PRESENCE_PG_MAJOR (default: see above).  Its pg_config is named
 # explicitly: Debian's /usr/bin/pg_config follows the newest server-dev
 # package installed, which need not be this one.
-PRESENCE_PG_MAJOR=${PRESENCE_PG_MAJOR:-15}
+if [ -z "${PRESENCE_PG_MAJOR:-}" ]; then
+	PRESENCE_PG_MAJOR=$(_presence_default_pg_major)
+fi
 PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/$PRESENCE_PG_MAJOR/bin}
 PG_CONFIG=${PG_CONFIG:-$PG_BINDIR/pg_config}
 export PRESENCE_PG_MAJOR PG_BINDIR PG_CONFIG
 
 # The packages that building the extension and running its SQL suites need.
+# postgresql-N-pgtap unless pgTAP is already installed for N some other way
+# (Debian has none for 19: test/in_chroot.sh builds it from Debian's pgtap
+# source package).
 PRESENCE_BUILD_PACKAGES=(make gcc "postgresql-$PRESENCE_PG_MAJOR"
 	"postgresql-server-dev-$PRESENCE_PG_MAJOR" libpq-dev
-	"postgresql-$PRESENCE_PG_MAJOR-pgtap"
 	libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl)
+[ -f "/usr/share/postgresql/$PRESENCE_PG_MAJOR/extension/pgtap.control" ] &&
+	! dpkg-query -W -f='${Status}' "postgresql-$PRESENCE_PG_MAJOR-pgtap" 2>/dev/null | grep -q "ok installed" ||
+	PRESENCE_BUILD_PACKAGES+=("postgresql-$PRESENCE_PG_MAJOR-pgtap")
 
 # build_and_install: make && make install of the extension at the repo top.
 build_and_install() {

@@ -198,7 +198,8 @@ sub pg_ctl_as_postgres {
 	my $bindir = $ENV{PG_BINDIR};
 	my @cmd = ("$bindir/pg_ctl", @args);
 	unshift @cmd, qw(runuser -u postgres --) if $> == 0;
-	return system('sh', '-c', '"$@" >/dev/null', 'sh', @cmd) == 0;
+	# From /, which postgres can read (see _as_postgres in test/lib/cluster.sh).
+	return system('sh', '-c', 'cd / && "$@" >/dev/null', 'sh', @cmd) == 0;
 }
 
 # The worker still does its job after a disruption (`when` names it in the
