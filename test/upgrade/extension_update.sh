@@ -127,6 +127,10 @@ q -d app -c "$PRESENCE_MEMBERS_SQL" >"$OUT/members-updated.txt"
 q -d fresh -c "$PRESENCE_MEMBERS_SQL" >"$OUT/members-fresh.txt"
 check "the updated extension's objects = a fresh 1.1's (definitions, privileges)" \
 	"$(cat "$OUT/members-fresh.txt")" "$(cat "$OUT/members-updated.txt")"
+EXTCONFIG_SQL="SELECT coalesce(extconfig::regclass[]::text, '-') || ' ' || coalesce(extcondition::text, '-')
+                 FROM pg_extension WHERE extname = 'presence'"
+check "the updated extension's config tables (pg_dump) = a fresh 1.1's" \
+	"$(q -d fresh -c "$EXTCONFIG_SQL")" "$(q -d app -c "$EXTCONFIG_SQL")"
 check "27 members after the update (24 functions: presence_channel added)" "27" "$(wc -l <"$OUT/members-updated.txt")"
 
 # The 1.1 function.
