@@ -152,18 +152,20 @@ add_pgtap_counts() {
 
 # The extension as a catalog sees it, one line per member object: what it
 # is, and for functions their definition and privileges, for tables their
-# privileges, columns, constraints and indexes.  Two databases whose
+# privileges, columns, constraints and indexes.  A NULL ACL is shown as
+# the default it means (pg_upgrade leaves NULL where CREATE EXTENSION left
+# the default spelled out).  Two databases whose
 # extension was installed differently (1.0 then UPDATE, or CREATE at 1.1,
 # or restored) compare equal when this output does.
 PRESENCE_MEMBERS_SQL="
 SELECT pg_describe_object(d.classid, d.objid, 0) || ' | ' ||
        coalesce((SELECT concat_ws(' | ', p.provolatile, p.prosecdef,
                                   p.proparallel, p.probin, p.prosrc,
-                                  p.proacl::text, pg_get_function_arguments(p.oid),
+                                  (SELECT string_agg(coalesce(nullif(a.grantee, 0)::regrole::text, 'PUBLIC') || ':' || a.privilege_type, ',' ORDER BY a.grantee, a.privilege_type) FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a), pg_get_function_arguments(p.oid),
                                   pg_get_function_result(p.oid))
                    FROM pg_proc p
                   WHERE d.classid = 'pg_proc'::regclass AND p.oid = d.objid),
-                (SELECT concat_ws(' | ', c.relkind, c.relacl::text,
+                (SELECT concat_ws(' | ', c.relkind, (SELECT string_agg(coalesce(nullif(a.grantee, 0)::regrole::text, 'PUBLIC') || ':' || a.privilege_type, ',' ORDER BY a.grantee, a.privilege_type) FROM aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a),
                          (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
                                             || ' ' || a.attnotnull
                                             || coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), ''),
@@ -173,7 +175,7 @@ SELECT pg_describe_object(d.classid, d.objid, 0) || ' | ' ||
                            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
                          (SELECT string_agg(co.conname || ' ' || pg_get_constraintdef(co.oid), ', ' ORDER BY co.conname)
                             FROM pg_constraint co WHERE co.conrelid = c.oid),
-                         (SELECT string_agg(pg_get_indexdef(i.indexrelid), ', ' ORDER BY 1)
+                         (SELECT string_agg(pg_get_indexdef(i.indexrelid), ', ' ORDER BY pg_get_indexdef(i.indexrelid))
                             FROM pg_index i WHERE i.indrelid = c.oid))
                    FROM pg_class c
                   WHERE d.classid = 'pg_class'::regclass AND c.oid = d.objid),
