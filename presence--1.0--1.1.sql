@@ -30,3 +30,12 @@ AS 'MODULE_PATHNAME', 'presence_channel'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 REVOKE ALL ON FUNCTION presence_channel(text) FROM PUBLIC;
+
+-- pg_dump keeps the seqs, and only them.  The tables are the extension's,
+-- so pg_dump leaves their rows out unless marked here.  tep_presence and
+-- tep_presence_worker are live connection state: a restored copy has none
+-- of the connections they describe (its rows would be ghosts until pruned),
+-- so a restore starts with no entries and no workers.  presence_topic_seq
+-- is kept, so that seq never goes back: a client holding seq 57 of a topic
+-- would otherwise drop the restored database's new diffs 1 to 57 as old.
+SELECT pg_catalog.pg_extension_config_dump('presence_topic_seq', '');

@@ -36,7 +36,10 @@ SELECT p.oid::regprocedure AS f, p.prosecdef, p.proconfig, p.proacl
    AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
   JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'presence';
 CREATE TEMP VIEW ext_tables AS
-SELECT c.oid::regclass AS t, c.relacl
+-- A NULL relacl is the default ACL (the owner's alone): after pg_upgrade the
+-- tables have it, where CREATE EXTENSION's REVOKE left the same ACL spelled
+-- out.
+SELECT c.oid::regclass AS t, coalesce(c.relacl, acldefault('r', c.relowner)) AS relacl
   FROM pg_class c
   JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
    AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'

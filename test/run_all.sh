@@ -112,6 +112,12 @@ else
 	record_script e2e "$OUT/e2e.log" $?
 fi
 
+# 6. Upgrades: ALTER EXTENSION UPDATE, dump and restore, pg_upgrade where
+# two majors are installed (test/upgrade/run.sh; ports 55450-55459).
+echo "== upgrade"
+bash test/upgrade/run.sh >"$OUT/upgrade.log" 2>&1
+record_script upgrade "$OUT/upgrade.log" $?
+
 printf '%s\n' "${summary[@]}"
 echo "$total_passed passed, $total_failed failed"
 ((total_failed == 0))
