@@ -87,7 +87,10 @@ SELECT current_database() AS regress_db \gset
 CREATE DATABASE regress_presence_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
 \c regress_presence_ascii
 SET client_min_messages = warning;
+-- (terse: PostgreSQL 19 adds the script's line as CONTEXT)
+\set VERBOSITY terse
 CREATE EXTENSION presence;
+\set VERBOSITY default
 SELECT count(*) AS installed FROM pg_extension WHERE extname = 'presence';
 \c :regress_db
 DROP DATABASE regress_presence_ascii;

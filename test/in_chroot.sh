@@ -36,6 +36,8 @@ chroot_copy_tree "$ROOT" "$dir" /root/presence
 t0=$(date +%s)
 pkgs="make gcc postgresql-$major postgresql-server-dev-$major libpq-dev libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl curl"
 [ "${PRESENCE_CHROOT_E2E:-0}" = 1 ] && pkgs="$pkgs chromium nodejs npm"
+# PRESENCE_CHROOT_PACKAGES: more packages, e.g. an older major for pg_upgrade.
+pkgs="$pkgs ${PRESENCE_CHROOT_PACKAGES:-}"
 chroot_run "$dir" env PKGS="$pkgs" MAJOR="$major" E2E="${PRESENCE_CHROOT_E2E:-0}" bash -c '
 	set -e
 	export DEBIAN_FRONTEND=noninteractive
