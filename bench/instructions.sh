@@ -7,7 +7,8 @@
 #   bash bench/instructions.sh [REV ...]     # default: HEAD
 #
 # Each REV (a git revision of this repository) is built in a worktree and
-# installed; the extension's cycle (and, once, the PL/pgSQL reference's)
+# installed; the extension's cycle (and, once, the careful and the minimal
+# PL/pgSQL's)
 # runs CYCLES times (BENCH_CYCLES, default 1000) in `postgres --single`
 # on a fresh cluster with the write benchmark's background rows, after a
 # warm-up of the same length.  Prints one line per side:
@@ -70,11 +71,13 @@ for rev in "${@:-HEAD}"; do
 	psql -qX -d postgres -c 'CREATE DATABASE presence_bench'
 	psql -qX -d presence_bench -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION presence' \
 		-f "$BENCH/plpgsql_reference.sql" -f "$BENCH/floor.sql" \
+		-f "$BENCH/plpgsql_minimal.sql" \
 		-f "$BENCH/sql/copy_shapes.sql" -f "$BENCH/sql/write_setup.sql" >/dev/null 2>&1
 	cluster_stop "$WORK/c"
 	count "ext@$rev" ""
 	if [ "$first" = 1 ]; then
 		count "plpgsql-reference" "ref."
+		count "plpgsql-minimal" "minimal."
 		first=0
 	fi
 done

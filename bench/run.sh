@@ -96,6 +96,7 @@ PSQL=(psql -qX -v ON_ERROR_STOP=1)
 "${PSQL[@]}" -c 'CREATE EXTENSION presence'
 "${PSQL[@]}" -f "$BENCH/plpgsql_reference.sql" 2>/dev/null
 "${PSQL[@]}" -f "$BENCH/floor.sql" 2>/dev/null
+"${PSQL[@]}" -f "$BENCH/plpgsql_minimal.sql" 2>/dev/null
 "${PSQL[@]}" -f "$BENCH/sql/copy_shapes.sql"
 sh "$BENCH/sql/ref_plain.sh" | "${PSQL[@]}"
 "${PSQL[@]}" -f "$BENCH/sql/write_setup.sql" >/dev/null
@@ -148,6 +149,9 @@ script_of() {
 	ref | ref+listener) echo write_ref.sql ;;
 	floor) echo write_floor.sql ;;
 	floor+notify) echo write_floor_notify.sql ;;
+	minimal) echo write_minimal.sql ;;
+	floor-nc) echo write_floor_nocheck.sql ;;
+	floor-nc+notify) echo write_floor_nocheck_notify.sql ;;
 	sql) echo write_sql.sql ;;
 	ref-plain) echo write_ref_plain.sql ;;
 	esac
@@ -156,7 +160,8 @@ script_of() {
 vacuum_all() {
 	"${PSQL[@]}" -c 'VACUUM tep_presence, tep_presence_worker, presence_topic_seq,
 		ref.tep_presence, ref.tep_presence_worker, ref.presence_topic_seq,
-		floor.tep_presence, floor.presence_topic_seq' -c CHECKPOINT
+		floor.tep_presence, floor.presence_topic_seq, minimal.tep_presence,
+		floor_nc.tep_presence' -c CHECKPOINT
 }
 
 # server_cpu_ticks: CPU time used so far by the whole server, in clock
@@ -275,15 +280,17 @@ MD=$OUT/results.md
 # --- 4. write path ----------------------------------------------------------------
 if has_phase write; then
 	note "write path: warm-up"
-	for side in ext ref floor; do pgb "warmup-$side" "$(script_of $side)" 2 3 >/dev/null; done
+	for side in ext minimal ref floor floor-nc floor-nc+notify; do
+		pgb "warmup-$side" "$(script_of $side)" 2 3 >/dev/null
+	done
 	for ((r = 1; r <= ROUNDS; r++)); do
-		run_round main "$r" 2 ext ref floor
+		run_round main "$r" 2 ext minimal ref floor floor-nc floor-nc+notify
 	done
 fi
 if has_phase growth; then
 	for c in 1 4; do
 		for ((r = 1; r <= XROUNDS; r++)); do
-			run_round growth "$r" "$c" ext ref floor
+			run_round growth "$r" "$c" ext minimal ref floor floor-nc+notify
 		done
 	done
 fi
@@ -535,10 +542,14 @@ if grep -q "^main" "$OUT/write.tsv"; then
 		echo "| side | cycles/s (median) | range | diffs/s | server CPU per cycle, us (median) |"
 		echo "|---|---:|---:|---:|---:|"
 		echo "| extension | $e | $(spread main ext 2) | $((e * 3)) | $ec |"
-		echo "| PL/pgSQL reference | $p | $(spread main ref 2) | $((p * 3)) | $pc |"
-		echo "| bare floor (DML only) | $f | $(spread main floor 2) | - | $fc |"
+		m=$(median main minimal 2) nc=$(median main floor-nc 2) nn=$(median main floor-nc+notify 2)
+		echo "| minimal PL/pgSQL (DML + json_build_object + pg_notify; no checks, no seq, no CHECK) | $m | $(spread main minimal 2) | $((m * 3)) | $(median main minimal 2 6) |"
+		echo "| PL/pgSQL reference (careful, full) | $p | $(spread main ref 2) | $((p * 3)) | $pc |"
+		echo "| bare floor (DML only, with the CHECK) | $f | $(spread main floor 2) | - | $fc |"
+		echo "| floor without the CHECK | $nc | $(spread main floor-nc 2) | - | $(median main floor-nc 2 6) |"
+		echo "| floor without the CHECK + one pg_notify of the diff-sized JSON per statement | $nn | $(spread main floor-nc+notify 2) | $((nn * 3)) | $(median main floor-nc+notify 2 6) |"
 		echo
-		echo "throughput: extension / PL/pgSQL = **$(ratio "$e" "$p")** (goal >= 1.3); extension / floor = **$(ratio "$e" "$f")** (goal >= 0.75); PL/pgSQL / floor = $(ratio "$p" "$f")"
+		echo "throughput: extension / minimal PL/pgSQL = **$(ratio "$e" "$m")** (goal >= 1.3); extension / (floor without CHECK + NOTIFY) = **$(ratio "$e" "$nn")** (goal >= 0.9); extension / careful PL/pgSQL = $(ratio "$e" "$p"); extension / floor = $(ratio "$e" "$f"); extension / floor without CHECK = $(ratio "$e" "$nc")"
 		echo
 		echo "server CPU per cycle: PL/pgSQL / extension = **$(ratio "$pc" "$ec")**; floor / extension = **$(ratio "$fc" "$ec")**"
 		echo
@@ -548,13 +559,13 @@ if grep -q "^growth" "$OUT/write.tsv"; then
 	{
 		echo "### Growth: cycles/s by clients (median; 2 clients from the main comparison)"
 		echo
-		echo "| clients | extension | PL/pgSQL | floor | ext/PL | ext/floor | CPU us/cycle ext | PL | floor |"
-		echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+		echo "| clients | extension | minimal PL/pgSQL | PL/pgSQL | floor | floor-nc + NOTIFY | ext/minimal | ext/PL | ext/floor | ext/(floor-nc + NOTIFY) | CPU us/cycle ext | minimal | PL | floor | floor-nc + NOTIFY |"
+		echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 		for c in 1 2 4; do
 			ph=growth
 			[ "$c" = 2 ] && ph=main
-			e=$(median $ph ext $c) p=$(median $ph ref $c) f=$(median $ph floor $c)
-			echo "| $c | $e | $p | $f | $(ratio "$e" "$p") | $(ratio "$e" "$f") | $(median $ph ext $c 6) | $(median $ph ref $c 6) | $(median $ph floor $c 6) |"
+			e=$(median $ph ext $c) m=$(median $ph minimal $c) p=$(median $ph ref $c) f=$(median $ph floor $c) nn=$(median $ph floor-nc+notify $c)
+			echo "| $c | $e | $m | $p | $f | $nn | $(ratio "$e" "$m") | $(ratio "$e" "$p") | $(ratio "$e" "$f") | $(ratio "$e" "$nn") | $(median $ph ext $c 6) | $(median $ph minimal $c 6) | $(median $ph ref $c 6) | $(median $ph floor $c 6) | $(median $ph floor-nc+notify $c 6) |"
 		done
 		echo
 	} >>"$MD"

@@ -10,3 +10,9 @@ CREATE TABLE ref.tep_presence_worker (LIKE public.tep_presence_worker INCLUDING 
 CREATE TABLE ref.presence_topic_seq (LIKE public.presence_topic_seq INCLUDING ALL);
 CREATE TABLE floor.tep_presence (LIKE public.tep_presence INCLUDING ALL);
 CREATE TABLE floor.presence_topic_seq (LIKE public.presence_topic_seq INCLUDING ALL);
+
+-- The sides without the CHECK: columns, defaults and indexes only.
+DROP SCHEMA IF EXISTS floor_nc CASCADE;
+CREATE SCHEMA floor_nc;
+CREATE TABLE floor_nc.tep_presence
+    (LIKE public.tep_presence INCLUDING DEFAULTS INCLUDING INDEXES);

@@ -31,3 +31,6 @@ INSERT INTO floor.presence_topic_seq SELECT * FROM presence_topic_seq;
 VACUUM ANALYZE tep_presence, tep_presence_worker, presence_topic_seq,
     ref.tep_presence, ref.tep_presence_worker, ref.presence_topic_seq,
     floor.tep_presence, floor.presence_topic_seq;
+
+INSERT INTO minimal.tep_presence SELECT * FROM tep_presence;
+INSERT INTO floor_nc.tep_presence SELECT * FROM tep_presence;
