@@ -122,7 +122,8 @@ _as_postgres "$NEW_BIN/initdb" -D "$BASE/new/data" -A trust -U postgres \
 # pg_upgrade writes its logs under the new data directory and the current
 # one: a directory postgres owns.
 t0=$(date +%s)
-(cd "$BASE" && _as_postgres "$NEW_BIN/pg_upgrade" -b "$OLD_BIN" -B "$NEW_BIN" \
+# (runuser here, not _as_postgres, which runs from /.)
+(cd "$BASE" && runuser -u postgres -- "$NEW_BIN/pg_upgrade" -b "$OLD_BIN" -B "$NEW_BIN" \
 	-d "$BASE/old/data" -D "$BASE/new/data" -p "$OLD_PORT" -P "$NEW_PORT" \
 	-s "$BASE/new/sock" $MODE) >"$OUT/pg_upgrade.log" 2>&1
 rc=$?
