@@ -22,11 +22,14 @@ PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/$PRESENCE_PG_MAJOR/bin}
 PG_CONFIG=${PG_CONFIG:-$PG_BINDIR/pg_config}
 export PRESENCE_PG_MAJOR PG_BINDIR PG_CONFIG
 
-# The packages that building the extension and running its SQL suites need.
+# The packages that building the extension and running its SQL and TAP
+# suites need: pg_prove (libtap-parser-sourcehandler-pgtap-perl), DBD::Pg
+# for the integration tests' LISTEN connections, IPC::Run for
+# PostgreSQL::Test::Cluster (postgresql-server-dev's src/test/perl).
 PRESENCE_BUILD_PACKAGES=(make gcc "postgresql-$PRESENCE_PG_MAJOR"
 	"postgresql-server-dev-$PRESENCE_PG_MAJOR" libpq-dev
 	"postgresql-$PRESENCE_PG_MAJOR-pgtap"
-	libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl)
+	libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl libipc-run-perl)
 
 # build_and_install: make && make install of the extension at the repo top.
 build_and_install() {

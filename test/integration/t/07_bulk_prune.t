@@ -10,6 +10,8 @@ use Time::HiRes qw(time sleep);
 use List::Util qw(max sum);
 use PresenceTest;
 
+presence_node();
+
 my $N = 100_000;
 my $TOPICS = 100;
 my $batch = 1000;
@@ -33,7 +35,7 @@ diag(sprintf 'loaded %d entries in %s ms', $N, ms(time - $t_load));
 
 # The tracker: its own connection (a connection-bound worker), tracking and
 # untracking in the bulk topics until told to stop.
-my $stop = "$ENV{PRESENCE_STATE_DIR}/bulk-stop";
+my $stop = state_dir() . "/bulk-stop";
 unlink $stop;
 pipe(my $r, my $w) or die;
 my $child = fork // die;
@@ -61,7 +63,7 @@ if ($child == 0) {
 	print $w "result $ops $errors $first_error\n";
 	print $w "op $_\n" for @ops;
 	close $w;
-	exit 0;
+	child_exit(0);
 }
 close $w;
 
@@ -156,4 +158,5 @@ my $mean_wait = @during ? sum(map { $_->[1] } @during) / @during : 0;
 diag(sprintf 'tracker during the prune: %d rounds, op latency mean %s ms, max %s ms',
 	scalar @during, sprintf('%.1f', $mean_wait * 1000), ms($max_wait));
 cmp_ok($max_wait, '<', 1.0, 'no track/untrack waited 1 s or more for the prune');
+server_log_ok();
 done_testing;
