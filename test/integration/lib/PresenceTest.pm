@@ -71,6 +71,8 @@ my @PRELOAD_CONF = (
 sub presence_node {
 	my $name = @_ % 2 ? shift : 'main';
 	my (%o) = @_;
+	BAIL_OUT('PostgreSQL will not initdb as root: run bash test/integration/run.sh '
+		  . '(it runs these as the postgres user), or make installcheck as another user') if $> == 0;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
 	$node->append_conf('postgresql.conf', join("\n", @BASE_CONF,
