@@ -96,6 +96,28 @@ my $take = sub {
 };
 $take->();
 
+# The observer: a process of its own counting the dead worker's entries
+# every 5 ms, so that reading a burst of tens of thousands of diffs here
+# never thins out its samples.
+pipe(my $cr, my $cw) or die;
+my $counter = fork // die;
+if ($counter == 0) {
+	close $cr;
+	my $dbh = connect_db();
+	my $sth = $dbh->prepare(q{SELECT count(*) FROM tep_presence WHERE worker_id = 'bulk-dead'});
+	my @s;
+	while (!-e $stop) {
+		$sth->execute;
+		my ($c) = $sth->fetchrow_array;
+		push @s, sprintf('%.4f %d', time, $c);
+		sleep 0.005;
+	}
+	print $cw "$_\n" for @s;
+	close $cw;
+	child_exit(0);
+}
+close $cw;
+
 my $t0 = time;
 $admin->do(q{UPDATE tep_presence_worker SET last_seen_ts = 0 WHERE worker_id = 'bulk-dead'});
 my $sth = $observer->prepare(q{SELECT count(*) FROM tep_presence WHERE worker_id = 'bulk-dead'});
@@ -105,11 +127,10 @@ while (time < $deadline) {
 	$l->pump(0.01);
 	$take->();
 	$t_last_leave = time if $leaves == $N && !$t_last_leave;
+	next unless $leaves >= $N;
 	$sth->execute;
 	my ($c) = $sth->fetchrow_array;
-	push @samples, [time - $t0, $c];
-	$t_zero //= time if $c == 0;
-	last if $t_zero && $leaves >= $N;
+	if ($c == 0) { $t_zero = time; last }
 }
 my $t_end = time;
 open my $fh, '>', $stop or die;
@@ -118,6 +139,14 @@ my $result = <$r>;
 my @ops = map { [split ' ', substr($_, 3)] } grep { /^op / } <$r>;
 close $r;
 waitpid $child, 0;
+for (<$cr>) {
+	my ($t, $c) = split ' ';
+	next if $t < $t0;
+	push @samples, [$t - $t0, $c];
+	$t_zero = $t if $c == 0 && (!$t_zero || $t < $t_zero);
+}
+close $cr;
+waitpid $counter, 0;
 unlink $stop;
 
 # The prune.
