@@ -10,13 +10,45 @@ PGFILEDESC = "presence - who's-here registry with Tep-wire diffs"
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Wno-sign-compare
 
-# pg_regress: every sql/*.sql, against a running server (make installcheck).
+# make installcheck runs three suites, PGXS's own way (README.md, Tests):
+#   REGRESS    pg_regress, every sql/*.sql against expected/, on the running
+#              server (PGHOST, PGPORT)
+#   ISOLATION  pg_isolation_regress, every test/isolation/specs/*.spec
+#              against test/isolation/expected/, on the running server
+#   TAP_TESTS  prove, every test/integration/t/*.t: each file starts its own
+#              clusters (PostgreSQL::Test::Cluster; not as root)
+# Naming one suite's tests on the command line runs only those, e.g.
+#   make installcheck REGRESS=presence_api
+#   make installcheck ISOLATION=seq_order
+#   make installcheck PROVE_TESTS=test/integration/t/07_bulk_prune.t
+# and an empty one drops that suite (make installcheck TAP_TESTS=).
 REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 REGRESS_OPTS = --load-extension=presence
+ISOLATION = $(sort $(basename $(notdir $(wildcard test/isolation/specs/*.spec))))
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=presence
+TAP_TESTS = 1
+PROVE_TESTS = $(sort $(wildcard test/integration/t/*.t))
+
+presence_named := $(strip $(foreach v,REGRESS ISOLATION PROVE_TESTS,$(if $(filter command line,$(origin $(v))),$(strip $($(v))))))
+ifneq ($(presence_named),)
+ifneq ($(origin REGRESS),command line)
+override REGRESS =
+endif
+ifneq ($(origin ISOLATION),command line)
+override ISOLATION =
+endif
+ifneq ($(origin PROVE_TESTS),command line)
+override TAP_TESTS =
+endif
+endif
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# The integration tests' helpers (PresenceTest.pm); after the include,
+# which sets PG_PROVE_FLAGS.
+PG_PROVE_FLAGS += -I $(srcdir)/test/integration/lib
 
 # The benchmark suite (BENCHMARKS.md); after the include, so that it is not
 # the default target.

@@ -3,7 +3,9 @@
 # .ci/run.  Installs what it needs, builds and installs the extension, starts
 # its own clusters (as the postgres user), stops them, and ends with one
 # line "N passed, N failed" summing all suites.  Exits non-zero on any
-# failure.
+# failure.  The suites: make installcheck's three (REGRESS and ISOLATION on
+# one cluster, with pgTAP; TAP_TESTS, the integration files, each starting
+# its own), the gateway's npm test, and the end-to-end test.
 set -u
 PRESENCE_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$PRESENCE_ROOT"
@@ -62,25 +64,19 @@ SQL_CLUSTER=/tmp/presence-regress
 trap 'cluster_stop $SQL_CLUSTER' EXIT
 cluster_start "$SQL_CLUSTER" 55432 || exit 1
 
-# 1. pg_regress: sql/ and expected/.
+# 1. pg_regress (make installcheck's REGRESS): sql/ and expected/.
 echo "== pg_regress"
 mkdir -p "$OUT/regress" "$OUT/isolation"
-make -s installcheck REGRESS_OPTS="--load-extension=presence --outputdir=$OUT/regress" \
+make -s installcheck ISOLATION= TAP_TESTS= EXTRA_REGRESS_OPTS="--outputdir=$OUT/regress" \
 	>"$OUT/regress.log" 2>&1
 record_regress regress "$OUT/regress.log" $? "$OUT/regress"
 
-# 2. Isolation specs: test/isolation/specs and test/isolation/expected.
+# 2. Isolation specs (make installcheck's ISOLATION): test/isolation/specs
+# and test/isolation/expected.
 echo "== isolation"
-specs=$(ls test/isolation/specs/*.spec 2>/dev/null | xargs -n1 basename 2>/dev/null | sed 's/\.spec$//')
-if [ -n "$specs" ]; then
-	"$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress" \
-		--inputdir=test/isolation --outputdir="$OUT/isolation" \
-		--bindir="$PG_BINDIR" --load-extension=presence \
-		--dbname=isolation_regression $specs >"$OUT/isolation.log" 2>&1
-	record_regress isolation "$OUT/isolation.log" $? "$OUT/isolation"
-else
-	record isolation 0 1
-fi
+make -s installcheck REGRESS= TAP_TESTS= EXTRA_REGRESS_OPTS="--outputdir=$OUT/isolation" \
+	>"$OUT/isolation.log" 2>&1
+record_regress isolation "$OUT/isolation.log" $? "$OUT/isolation"
 
 # 3. pgTAP properties, with pg_prove.
 echo "== pgtap"
@@ -96,23 +92,37 @@ record pgtap $((tests - failed)) "$failed"
 
 cluster_stop "$SQL_CLUSTER"
 
-# 4. Integration: the background worker on a preloaded cluster over time.
+# 4. Integration (make installcheck's TAP_TESTS): the background worker on
+# preloaded clusters over time, each file its own clusters; as the postgres
+# user (run.sh).
 echo "== integration"
 bash test/integration/run.sh >"$OUT/integration.log" 2>&1
 record_script integration "$OUT/integration.log" $?
 
-# 5. End to end: two gateways and pages in headless Chromium.
-# PRESENCE_SKIP_E2E=1 (CI's other majors, in chroots without a browser)
-# leaves it out, and says so.
+# 5 and 6: the gateway's unit tests (npm test in examples/gateway: node
+# --test, no database, no browser; node --test's TAP ends with "# pass N",
+# "# fail N", "# cancelled N"), then end to end: two gateways and pages in
+# headless Chromium.  PRESENCE_SKIP_E2E=1 (CI's other majors, in chroots
+# without Node.js or a browser) leaves both out, and says so.
 if [ "${PRESENCE_SKIP_E2E:-0}" = 1 ]; then
-	summary+=("$(printf '%-12s skipped (PRESENCE_SKIP_E2E=1)' e2e)")
+	summary+=("$(printf '%-12s skipped (PRESENCE_SKIP_E2E=1)' 'gateway-unit, e2e')")
 else
+	echo "== gateway units"
+	command -v npm >/dev/null || ensure_packages nodejs npm
+	(cd examples/gateway && npm test) >"$OUT/gateway-units.log" 2>&1
+	rc=$?
+	passed=$(grep -E '^# pass [0-9]+$' "$OUT/gateway-units.log" | awk '{s += $3} END {print s + 0}')
+	failed=$(grep -E '^# (fail|cancelled) [0-9]+$' "$OUT/gateway-units.log" | awk '{s += $3} END {print s + 0}')
+	((rc != 0 && failed == 0)) && failed=1
+	record gateway-unit "$passed" "$failed"
+	((rc == 0)) || cat "$OUT/gateway-units.log"
+
 	echo "== e2e"
 	bash test/e2e/run.sh >"$OUT/e2e.log" 2>&1
 	record_script e2e "$OUT/e2e.log" $?
 fi
 
-# 6. Upgrades: ALTER EXTENSION UPDATE, dump and restore, pg_upgrade where
+# 7. Upgrades: ALTER EXTENSION UPDATE, dump and restore, pg_upgrade where
 # two majors are installed (test/upgrade/run.sh; ports 55450-55459).
 echo "== upgrade"
 bash test/upgrade/run.sh >"$OUT/upgrade.log" 2>&1

@@ -1,52 +1,23 @@
 #!/usr/bin/env bash
-# Integration suite of the background worker (issue 3): starts its own
-# clusters, runs test/integration/t/*.t (Perl TAP, DBD::Pg with a real
-# LISTEN connection) and stops the clusters on exit.  Assumes `make
-# install` was done.  Last line of output: "N passed, N failed" (TAP
-# assertions); exit status non-zero on any failure.
+# Integration suite of the background worker: `make installcheck`'s TAP
+# part (PGXS TAP_TESTS: prove over test/integration/t/*.t, each file
+# starting its own PostgreSQL::Test::Cluster), runnable as root.
+# Assumes `make install` was done.
 #
-#   main cluster   $PRESENCE_INTEG_DIR (/tmp/presence-integ), port
-#                  $PRESENCE_INTEG_PORT (55433): preloaded, sweep_interval
-#                  200ms, batch_size 1000
-#   second cluster <dir>-2, port + 1: not preloaded at first; restarted by
-#                  t/20 with the library preloaded, presence.database = appdb
+#   bash test/integration/run.sh                                 # every file
+#   bash test/integration/run.sh test/integration/t/07_bulk_prune.t
 #
-# PRESENCE_INTEG_TESTS="test/integration/t/01_worker.t ..." runs a subset
-# (t/19 expects the whole sequence).
+# PostgreSQL::Test::Cluster will not initdb as root, so as root the suite
+# runs as the postgres user on a copy of the tree that user owns (prove and
+# the clusters write into tmp_check/ at its top).  Not as root it runs in
+# place.  The TAP output and the clusters' server logs (tmp_check/log) are
+# kept in $PRESENCE_INTEG_LOGS (test/out/integration).  Last line of output:
+# "N passed, N failed" (TAP assertions); exit status non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
-INTEG=$ROOT/test/integration
-
-. "$ROOT/test/lib/cluster.sh"
-
-# DBD::Pg (pg_notifies on a real LISTEN connection).
-if ! perl -MDBD::Pg -e 1 2>/dev/null; then
-	if [ "$(id -u)" = 0 ]; then
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q libdbd-pg-perl >/dev/null 2>&1 ||
-			{ apt-get update -q >/dev/null 2>&1 &&
-				DEBIAN_FRONTEND=noninteractive apt-get install -y -q libdbd-pg-perl >/dev/null 2>&1; }
-	fi
-	perl -MDBD::Pg -e 1 2>/dev/null || {
-		echo "DBD::Pg is missing (apt-get install libdbd-pg-perl)" >&2
-		echo "0 passed, 1 failed"
-		exit 1
-	}
-fi
-
-MAIN_DIR=${PRESENCE_INTEG_DIR:-/tmp/presence-integ}
-MAIN_PORT=${PRESENCE_INTEG_PORT:-55433}
-SECOND_DIR=$MAIN_DIR-2
-SECOND_PORT=$((MAIN_PORT + 1))
-STATE_DIR=$(mktemp -d /tmp/presence-integ-state.XXXXXX)
-
-cleanup() {
-	cluster_stop "$MAIN_DIR"
-	cluster_stop "$SECOND_DIR"
-	rm -rf "$STATE_DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$ROOT/test/lib/deps.sh"
+LOGS=${PRESENCE_INTEG_LOGS:-$ROOT/test/out/integration}
 
 fail_setup() {
 	echo "setup failed: $*" >&2
@@ -54,20 +25,39 @@ fail_setup() {
 	exit 1
 }
 
-# A plain cluster (no preload): SQL functions by hand; later restarted
-# with the library preloaded and presence.database set to a database
-# without the extension.
-cluster_start "$SECOND_DIR" "$SECOND_PORT" || fail_setup "second cluster"
+# DBD::Pg (pg_notifies on a real LISTEN connection), IPC::Run
+# (PostgreSQL::Test::Cluster).
+perl -MDBD::Pg -MIPC::Run -e 1 2>/dev/null ||
+	{ [ "$(id -u)" = 0 ] && ensure_packages libdbd-pg-perl libipc-run-perl; } ||
+	fail_setup "DBD::Pg or IPC::Run missing (apt-get install libdbd-pg-perl libipc-run-perl)"
 
-# The main cluster: preloaded, short intervals.
-cluster_start "$MAIN_DIR" "$MAIN_PORT" \
-	"shared_preload_libraries = 'presence'" \
-	"presence.sweep_interval = '200ms'" \
-	"presence.batch_size = 1000" \
-	"log_min_messages = info" || fail_setup "main cluster"
+work=$ROOT
+as=()
+if [ "$(id -u)" = 0 ]; then
+	work=$(mktemp -d /tmp/presence-tap.XXXXXX)
+	trap 'rm -rf "$work"' EXIT
+	tar -C "$ROOT" --exclude=./.git --exclude=node_modules --exclude=./test/out \
+		--exclude=./tmp_check -cf - . | tar -C "$work" -xf - || fail_setup "copy of the tree"
+	chown -R postgres: "$work"
+	as=(runuser -u postgres --)
+fi
 
-export PRESENCE_MAIN_DIR=$MAIN_DIR PRESENCE_MAIN_PORT=$MAIN_PORT \
-	PRESENCE_SECOND_DIR=$SECOND_DIR PRESENCE_SECOND_PORT=$SECOND_PORT \
-	PRESENCE_STATE_DIR=$STATE_DIR PRESENCE_INTEG_ROOT=$INTEG PG_BINDIR
+rm -rf "$LOGS"
+mkdir -p "$LOGS"
+# $(PROVE_TESTS) unless told which files.
+select=(REGRESS= ISOLATION=)
+(($#)) && select=(PROVE_TESTS="$*")
+start=$(date +%s)
+"${as[@]}" make -C "$work" --no-print-directory installcheck PG_CONFIG="$PG_CONFIG" \
+	"${select[@]}" PROVE_FLAGS="--verbose --timer" 2>&1 | tee "$LOGS/prove.log"
+rc=${PIPESTATUS[0]}
+echo "integration: prove exited $rc after $(($(date +%s) - start)) s; server logs in $LOGS"
+[ -d "$work/tmp_check/log" ] && cp -r "$work/tmp_check/log" "$LOGS/"
 
-perl "$INTEG/harness.pl" ${PRESENCE_INTEG_TESTS:-"$INTEG"/t/*.t}
+# prove's summary: "Files=F, Tests=N, ..." and, per failed file, "Failed
+# M/N subtests".  A file that died without a failed assertion counts as one.
+tests=$(grep -oE '^Files=[0-9]+, Tests=[0-9]+' "$LOGS/prove.log" | grep -oE '[0-9]+$' || echo 0)
+failed=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$LOGS/prove.log" | awk '{split($2,a,"/"); s+=a[1]} END {print s+0}')
+((rc != 0 && failed == 0)) && failed=1
+echo "$((tests - failed)) passed, $failed failed"
+((rc == 0 && failed == 0))

@@ -60,13 +60,15 @@ PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/$PRESENCE_PG_MAJOR/bin}
 PG_CONFIG=${PG_CONFIG:-$PG_BINDIR/pg_config}
 export PRESENCE_PG_MAJOR PG_BINDIR PG_CONFIG
 
-# The packages that building the extension and running its SQL suites need.
+# The packages that building the extension and running its SQL and TAP
+# suites need: pg_prove (libtap-parser-sourcehandler-pgtap-perl), DBD::Pg
+# for the integration tests' LISTEN connections, IPC::Run for
+# PostgreSQL::Test::Cluster (postgresql-server-dev's src/test/perl), and
 # postgresql-N-pgtap unless pgTAP is already installed for N some other way
-# (Debian has none for 19: test/in_chroot.sh builds it from Debian's pgtap
-# source package).
+# (Debian has none for 19: test/in_chroot.sh builds it).
 PRESENCE_BUILD_PACKAGES=(make gcc "postgresql-$PRESENCE_PG_MAJOR"
 	"postgresql-server-dev-$PRESENCE_PG_MAJOR" libpq-dev
-	libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl)
+	libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl libipc-run-perl)
 [ -f "/usr/share/postgresql/$PRESENCE_PG_MAJOR/extension/pgtap.control" ] &&
 	! dpkg-query -W -f='${Status}' "postgresql-$PRESENCE_PG_MAJOR-pgtap" 2>/dev/null | grep -q "ok installed" ||
 	PRESENCE_BUILD_PACKAGES+=("postgresql-$PRESENCE_PG_MAJOR-pgtap")

@@ -1,6 +1,12 @@
-# Helpers shared by the integration tests: connections to the clusters
-# run.sh started, a LISTEN connection that timestamps every diff as it
-# arrives and decodes Tep's wire format, the server log, and timing.
+# Helpers shared by the integration tests: the PostgreSQL::Test::Cluster
+# each test file starts for itself, connections to it, a LISTEN connection
+# that timestamps every diff as it arrives and decodes Tep's wire format,
+# the server log (and the check every file ends with), and timing.
+#
+# Each t/*.t file is independent: it starts its own cluster(s) with
+# presence_node, so it runs alone, in any order:
+#
+#   make installcheck PROVE_TESTS=test/integration/t/07_bulk_prune.t
 package PresenceTest;
 
 use strict;
@@ -11,16 +17,18 @@ use DBD::Pg;
 use Exporter 'import';
 use IO::Select;
 use JSON::PP;
+use POSIX ();
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils ();
 use Test::More;
 use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(
-  connect_db connect_retry wait_disconnected dsn cluster_dir
+  presence_node node connect_db connect_retry wait_disconnected dsn
   worker_pid wait_worker_pid set_gucs reset_gucs
-  log_path log_offset log_since worker_log_problems
+  log_path log_offset log_since worker_log_problems server_log_ok
   decode_diff diff_of ms now_s
-  spawn_client pg_ctl_as_postgres expiry_and_prune_work
-  state_file_append state_file_lines
+  spawn_client child_exit expiry_and_prune_work state_dir
 );
 
 our @DIFF_KEYS = qw(kind topic principal ekind agent_id fd since state note
@@ -28,31 +36,87 @@ our @DIFF_KEYS = qw(kind topic principal ekind agent_id fd since state note
 
 my $json = JSON::PP->new;
 
-# Cluster "main" (preloaded, run.sh's short intervals) or "second".
-sub cluster_dir {
-	my ($which) = @_;
-	$which //= 'main';
-	return $which eq 'main' ? $ENV{PRESENCE_MAIN_DIR} : $ENV{PRESENCE_SECOND_DIR};
+# Clusters ---------------------------------------------------------------
+
+my %nodes;           # name => PostgreSQL::Test::Cluster
+my $default_node;    # the first one started: connect_db() without cluster =>
+
+# What every presence test cluster has: UTF-8, the old suite's log line
+# prefix (worker_log_problems matches '%m [%p] %b '), crash restarts on
+# (PostgreSQL::Test::Cluster turns them off; t/10 kills the worker), no
+# statement logging, room for the churn writers.
+my @BASE_CONF = (
+	"log_line_prefix = '%m [%p] %b '",
+	'log_statement = none',
+	'log_min_messages = info',
+	'restart_after_crash = on',
+	'max_connections = 100',
+);
+
+# The preloaded cluster most files use: sweep every 200 ms, prune in
+# batches of 1000.
+my @PRELOAD_CONF = (
+	"shared_preload_libraries = 'presence'",
+	"presence.sweep_interval = '200ms'",
+	'presence.batch_size = 1000',
+);
+
+# presence_node([NAME], %options): initdb and start a cluster of this test
+# file's own, NAME 'main' by default; the first one started is the one
+# connect_db() and the log helpers use when not told otherwise
+# (cluster => NAME).  Options: preload => 0 (no shared_preload_libraries,
+# no presence.* settings), conf => [lines], create_extension => 0 (no
+# CREATE EXTENSION presence in database postgres; it is created by
+# default).  Returns the PostgreSQL::Test::Cluster.
+sub presence_node {
+	my $name = @_ % 2 ? shift : 'main';
+	my (%o) = @_;
+	BAIL_OUT('PostgreSQL will not initdb as root: run bash test/integration/run.sh '
+		  . '(it runs these as the postgres user), or make installcheck as another user') if $> == 0;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
+	$node->append_conf('postgresql.conf', join("\n", @BASE_CONF,
+			(($o{preload} // 1) ? @PRELOAD_CONF : ()), @{ $o{conf} // [] }) . "\n");
+	$node->start;
+	$nodes{$name} = $node;
+	$default_node //= $name;
+	if ($o{create_extension} // 1) {
+		my $dbh = connect_db(cluster => $name);
+		$dbh->do('CREATE EXTENSION presence');
+		$dbh->disconnect;
+	}
+	return $node;
 }
 
-sub cluster_port {
+sub node {
 	my ($which) = @_;
-	$which //= 'main';
-	return $which eq 'main' ? $ENV{PRESENCE_MAIN_PORT} : $ENV{PRESENCE_SECOND_PORT};
+	$which //= $default_node;
+	die "no cluster started (presence_node)" unless defined $which;
+	return $nodes{$which} // die "no cluster named $which";
 }
 
+# The superuser is the OS user that ran initdb (postgres under run_all.sh).
 sub dsn {
 	my (%o) = @_;
-	my $which = $o{cluster} // 'main';
+	my $node = node($o{cluster});
 	my $db = $o{db} // 'postgres';
-	return sprintf('dbi:Pg:dbname=%s;host=%s/sock;port=%s', $db,
-		cluster_dir($which), cluster_port($which));
+	return sprintf('dbi:Pg:dbname=%s;host=%s;port=%s', $db, $node->host, $node->port);
 }
 
-# AutoInactiveDestroy: a forked child never closes its parent's sessions.
+# A scratch directory of this test file (removed at its end).
+my $state_dir;
+sub state_dir { $state_dir //= PostgreSQL::Test::Utils::tempdir('state') }
+
+# A forked child ends with this: no END blocks (PostgreSQL::Test::Cluster's
+# would stop the clusters, Test::More's would report), no destructors.
+sub child_exit {
+	my ($code) = @_;
+	POSIX::_exit($code // 0);
+}
+
 sub connect_db {
 	my (%o) = @_;
-	my $dbh = DBI->connect(dsn(%o), 'postgres', '',
+	my $dbh = DBI->connect(dsn(%o), '', '',
 		{ AutoCommit => 1, RaiseError => 1, PrintError => 0, PrintWarn => 0,
 		  AutoInactiveDestroy => 1 })
 	  or die "connect: $DBI::errstr";
@@ -123,7 +187,7 @@ sub reset_gucs {
 
 # Server log -------------------------------------------------------------
 
-sub log_path { cluster_dir($_[0]) . '/server.log' }
+sub log_path { node($_[0])->logfile }
 sub log_offset { -s log_path($_[0]) // 0 }
 
 sub log_since {
@@ -144,6 +208,50 @@ sub worker_log_problems {
 		/ presence worker (WARNING|ERROR|FATAL|PANIC):/
 		  || /terminated by signal|was terminated|exited with exit code [^01]|PANIC/
 	} split /\n/, $text;
+}
+
+# The check every test file ends with (it was t/19, over the whole run of
+# a shared cluster): the server log of cluster => NAME (the default one)
+# has one "presence worker started" line per worker start, no restart
+# other than the deliberate kills -9 (kills => [worker pids]), no worker
+# error, no crash except those kills; the worker runs at the end.  starts
+# => N: how many starts to expect (1 + kills by default).  7 assertions.
+sub server_log_ok {
+	my (%o) = @_;
+	my $which = $o{cluster};
+	my @kills = @{ $o{kills} // [] };
+	my $want_starts = $o{starts} // 1 + @kills;
+	my $dbh = connect_db(cluster => $which);
+	my @lines = split /\n/, log_since(0, $which);
+	my $name = node($which)->name;
+
+	my @started = grep { /presence worker started/ } @lines;
+	my %start_pids = map { /\[(\d+)\] presence worker LOG:  presence worker started/ ? ($1 => 1) : () } @started;
+	my %worker_pids = map { /\[(\d+)\] presence worker / ? ($1 => 1) : () } @lines;
+	$worker_pids{ worker_pid($dbh) // 0 } = 1;
+	delete $worker_pids{0};
+	is(scalar @started, scalar(keys %start_pids),
+		"$name log: each start line comes from a different worker process (one per start)");
+	is_deeply([sort keys %start_pids], [sort keys %worker_pids],
+		"$name log: every worker process logged exactly one start line");
+	is(scalar @started, $want_starts,
+		"$name log: $want_starts start(s): the first + one per deliberate kill -9 (" . scalar(@kills) . '), no other restart');
+	diag("$name: presence worker starts: " . scalar @started);
+
+	my @errors = grep { / presence worker (ERROR|FATAL|PANIC|WARNING):/ } @lines;
+	is_deeply(\@errors, [], "$name log: the worker never logged an error");
+	my @exits = grep { /background worker "presence worker" \(PID (\d+)\) exited/ } @lines;
+	is_deeply(\@exits, [], "$name log: the worker never exited on its own");
+
+	# test/lib/cluster.sh's cluster_log_has_crash, minus the deliberate kills.
+	my $kill_re = join '|', map { quotemeta } @kills;
+	my @crash = grep {
+		/terminated by signal|was terminated|server process .* exited with exit code [^01]|PANIC/
+		  && !(@kills && /background worker "presence worker" \(PID (?:$kill_re)\) was terminated by signal 9: Killed/)
+	} @lines;
+	is_deeply(\@crash, [], "$name log: no crash except the deliberate kill -9");
+	ok(worker_pid($dbh), "$name log: the worker is still running at the end");
+	$dbh->disconnect;
 }
 
 # Diffs ------------------------------------------------------------------
@@ -183,7 +291,7 @@ sub spawn_client {
 		syswrite $w, "$dbh->{pg_pid}\n";
 		close $w;
 		sleep 1 while 1;
-		exit 0;
+		child_exit(0);
 	}
 	close $w;
 	my $line = <$r>;
@@ -191,15 +299,6 @@ sub spawn_client {
 	die "client failed to start" unless defined $line;
 	chomp $line;
 	return ($child, $line);
-}
-
-sub pg_ctl_as_postgres {
-	my (@args) = @_;
-	my $bindir = $ENV{PG_BINDIR};
-	my @cmd = ("$bindir/pg_ctl", @args);
-	unshift @cmd, qw(runuser -u postgres --) if $> == 0;
-	# From /, which postgres can read (see _as_postgres in test/lib/cluster.sh).
-	return system('sh', '-c', 'cd / && "$@" >/dev/null', 'sh', @cmd) == 0;
 }
 
 # The worker still does its job after a disruption (`when` names it in the
@@ -231,22 +330,6 @@ sub expiry_and_prune_work {
 		diag(sprintf 'leave latency %s ms (%s)', ms($r->{t} - $t0), $when);
 		cmp_ok($r->{t} - $t0, '<=', 0.4, '  within 2 x sweep_interval');
 	};
-}
-
-# State shared between test files (e.g. deliberate kills).
-sub state_file_append {
-	my ($name, $line) = @_;
-	open my $fh, '>>', "$ENV{PRESENCE_STATE_DIR}/$name" or die "$name: $!";
-	print $fh "$line\n";
-	close $fh;
-}
-
-sub state_file_lines {
-	my ($name) = @_;
-	open my $fh, '<', "$ENV{PRESENCE_STATE_DIR}/$name" or return ();
-	chomp(my @lines = <$fh>);
-	close $fh;
-	return @lines;
 }
 
 # A LISTEN connection on presence.channel (tep_broadcast). Every

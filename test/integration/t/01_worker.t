@@ -6,6 +6,9 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use PresenceTest;
 
+# A cluster without the extension: this file creates it.
+presence_node(create_extension => 0);
+
 my $dbh = connect_db();
 
 my $pid = wait_worker_pid($dbh, 10);
@@ -46,4 +49,5 @@ like($started[0] // '', qr/\[$pid\] presence worker LOG:  presence worker starte
 	'the start line comes from the worker, names its database');
 
 is(worker_pid($dbh), $pid, 'still the same worker process');
+server_log_ok();
 done_testing;

@@ -8,6 +8,8 @@ use Time::HiRes qw(time sleep);
 use List::Util qw(max min sum);
 use PresenceTest;
 
+presence_node();
+
 my $interval_ms = 200;
 my $target = $interval_ms / 1000 + 0.5;
 
@@ -100,4 +102,5 @@ for my $t (@topics) {
 }
 
 is($app->selectrow_array('SELECT presence_worker_stop()'), 9, 'cleanup: worker_stop drops 9 entries');
+server_log_ok();
 done_testing;

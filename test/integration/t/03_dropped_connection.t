@@ -9,6 +9,8 @@ use List::Util qw(max min sum);
 use POSIX ':sys_wait_h';
 use PresenceTest;
 
+presence_node();
+
 my $interval = 0.2;
 my $target = 2 * $interval;
 my $l = PresenceTest::Listener->new;
@@ -86,4 +88,5 @@ my @others = grep { diff_of($_)->{worker_id} eq $live_wid && diff_of($_)->{kind}
 is(scalar @others, 0, 'no leave diff for the live connection');
 is($live->selectrow_array(q{SELECT presence_count('drop:room:a')}), 1, 'the live connection keeps its entry');
 is($live->selectrow_array('SELECT presence_worker_stop()'), 1, 'cleanup');
+server_log_ok();
 done_testing;

@@ -7,6 +7,8 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use PresenceTest;
 
+presence_node();
+
 my $interval = 0.2;
 my $lease = 1.0;
 # The worker prunes at its first tick after the lease ran out; the leave
@@ -80,4 +82,5 @@ is(scalar @late, 2, 'after its heartbeats stop it is pruned too') and do {
 	cmp_ok($first, '>=', $lease - 0.05, '  not before the lease (renewed by the last heartbeat) ran out');
 	cmp_ok($last, '<=', $lease + $interval + $delivery, "  within lease + sweep_interval (+ $delivery s delivery) of the last heartbeat");
 };
+server_log_ok();
 done_testing;

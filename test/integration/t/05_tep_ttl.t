@@ -8,6 +8,8 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use PresenceTest;
 
+presence_node();
+
 my $interval = 0.2;
 my $l = PresenceTest::Listener->new;
 my $tep = connect_db();    # plays a Tep app with its PG mirror
@@ -97,4 +99,5 @@ is(scalar @orph, 2, 'entries left without a worker row are pruned (2 leave diffs
 reset_gucs($tep, 'presence.worker_ttl');
 $l->pause(2 * $interval);
 is($tep->selectrow_array(q{SELECT count(*) FROM tep_presence WHERE topic = 'tep:room'}), 0, 'tep:room is empty');
+server_log_ok();
 done_testing;

@@ -8,6 +8,8 @@ use Time::HiRes qw(time sleep);
 use List::Util qw(max min);
 use PresenceTest;
 
+presence_node();
+
 my $l = PresenceTest::Listener->new;
 my $app = connect_db();
 my $wid = $app->selectrow_array('SELECT presence_worker_start()');
@@ -58,4 +60,5 @@ my @after = measure('back to 200ms', 0.7);
 is(worker_pid($app), $pid, 'the same worker process throughout (reloaded, not restarted)');
 is_deeply([worker_log_problems(log_since($off))], [], 'no error in the log');
 is($app->selectrow_array('SELECT presence_worker_stop()'), 3, 'cleanup');
+server_log_ok();
 done_testing;

@@ -10,6 +10,8 @@ use Time::HiRes qw(time sleep);
 use POSIX ();
 use PresenceTest;
 
+presence_node();
+
 my $l = PresenceTest::Listener->new;
 my $admin = connect_db();
 my $pid = worker_pid($admin);
@@ -162,4 +164,5 @@ $app->selectrow_array(q{SELECT presence_worker_stop('idle-leased')});
 $app->do(q{DELETE FROM tep_presence_worker WHERE worker_id = 'idle-tep'});
 $l->pause(0.5);
 is($admin->selectrow_array(q{SELECT count(*) FROM tep_presence WHERE topic = 'idle:room'}), 0, 'cleanup');
+server_log_ok();
 done_testing;

@@ -7,6 +7,8 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use PresenceTest;
 
+presence_node();
+
 my $l = PresenceTest::Listener->new;
 my $ddl = connect_db();
 my $app = connect_db();
@@ -77,4 +79,5 @@ is($ddl->selectrow_array(q{SELECT count(*) FROM tep_presence WHERE worker_id = '
 expiry_and_prune_work(listener => $l, admin => $ddl, when => 'after the rounds', topic => 'dc:room', fd => 7);
 
 $app->do(q{SELECT presence_worker_stop()});
+server_log_ok();
 done_testing;

@@ -8,6 +8,8 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use PresenceTest;
 
+presence_node();
+
 my $l = PresenceTest::Listener->new(retry => 1);
 my $admin = connect_db();
 my $pid = worker_pid($admin);
@@ -23,7 +25,6 @@ $admin->selectrow_array(q{SELECT presence_set_status('k9:room', 10, 'busy', 'cra
 $l->pause(0.3);
 $l->drain;
 
-state_file_append('deliberate_kills', $pid);
 my $t0 = time;
 kill 'KILL', $pid;
 
@@ -73,4 +74,5 @@ like($log, qr/background worker "presence worker" \(PID $pid\) was terminated by
 	'the log shows the deliberate kill');
 
 $admin->selectrow_array(q{SELECT presence_worker_stop('k9-leased')});
+server_log_ok(kills => [$pid]);
 done_testing;

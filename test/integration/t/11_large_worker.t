@@ -9,6 +9,8 @@ use Test::More;
 use Time::HiRes qw(time);
 use PresenceTest;
 
+presence_node();
+
 connect_db()->do(q{CREATE EXTENSION IF NOT EXISTS presence});
 
 my $N = 100_000;
@@ -49,4 +51,5 @@ for my $case (['presence_worker_stop', q{SELECT presence_worker_stop('big')}, 1]
 $admin->do(q{SELECT presence_worker_stop('big')});
 $admin->do(q{DELETE FROM presence_topic_seq WHERE topic LIKE 'big:%'});
 
+server_log_ok();
 done_testing();

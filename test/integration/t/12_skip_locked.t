@@ -9,6 +9,8 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use PresenceTest;
 
+presence_node();
+
 connect_db()->do(q{CREATE EXTENSION IF NOT EXISTS presence});
 
 my $l = PresenceTest::Listener->new;
@@ -70,6 +72,7 @@ cmp_ok($r->{t} - $t1, '<=', 0.7, '  within 3 ticks') if $r;
 
 $admin->do(q{SELECT presence_worker_stop('skip-live')});
 $admin->do(q{DELETE FROM presence_topic_seq WHERE topic LIKE 'skip:%'});
+server_log_ok();
 done_testing();
 
 sub max_t { my $m = 0; for (@_) { $m = $_->{t} if $_->{t} > $m } $m }

@@ -18,13 +18,15 @@ use List::Util qw(sum);
 use JSON::PP;
 use PresenceTest;
 
+presence_node();
+
 connect_db()->do(q{CREATE EXTENSION IF NOT EXISTS presence});
 
 my $WRITERS = 4;
 my $SECONDS = $ENV{PRESENCE_CHURN_SECONDS} // 6;
 my @TOPICS = map { "churn:$_" } 1 .. 8;
 my $admin = connect_db();
-my $stop = "$ENV{PRESENCE_STATE_DIR}/churn-stop";
+my $stop = state_dir() . "/churn-stop";
 my $MODE;
 
 # A listener that keeps, per topic, the entries a snapshot gave and the
@@ -134,7 +136,7 @@ sub run_churn {
 			}
 			print $wr join(' ', map { "$_=$n{$_}" } sort keys %n), "\n$first\n";
 			close $wr;
-			exit 0;
+			child_exit(0);
 		}
 		close $wr;
 		push @kids, [$pid, $r];
@@ -220,4 +222,5 @@ sleep 0.05 while time < $deadline
 run_churn() for $MODE = 'topic';
 reset_gucs($admin, 'presence.delivery');
 
+server_log_ok();
 done_testing();

@@ -1,4 +1,4 @@
-# The second cluster.  First without preloading: no worker, the SQL
+# A second kind of cluster.  First without preloading: no worker, the SQL
 # functions work and sweep/prune are done by hand.  Then restarted with
 # the library preloaded and presence.database = 'appdb', a database
 # without the extension: the worker idles there without errors (and leaves
@@ -9,8 +9,9 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use PresenceTest;
 
+# Not preloaded, no presence.* settings, no extension yet.
+my $node = presence_node('second', preload => 0, create_extension => 0);
 my %c2 = (cluster => 'second');
-my $dir = cluster_dir('second');
 
 # A. Not preloaded.
 my $admin = connect_db(%c2);
@@ -49,12 +50,11 @@ $admin = connect_retry(%c2) unless $admin->ping;
 # B. Preloaded, serving appdb (no extension there yet).
 $admin->do('CREATE DATABASE appdb');
 $admin->disconnect;
-open my $conf, '>>', "$dir/data/postgresql.conf" or die "postgresql.conf: $!";
-print $conf "shared_preload_libraries = 'presence'\npresence.database = 'appdb'\npresence.sweep_interval = '200ms'\n";
-close $conf;
+$node->append_conf('postgresql.conf',
+	"shared_preload_libraries = 'presence'\npresence.database = 'appdb'\npresence.sweep_interval = '200ms'\n");
 my $off = log_offset('second');
-ok(pg_ctl_as_postgres('-D', "$dir/data", '-l', "$dir/server.log", '-m', 'fast', '-w', '-t', '60', 'restart'),
-	'restarted with the library preloaded, presence.database = appdb') or BAIL_OUT('restart failed');
+ok(eval { $node->restart; 1 }, 'restarted with the library preloaded, presence.database = appdb')
+  or BAIL_OUT("restart failed: $@");
 $admin = connect_retry(%c2);
 my $pid = wait_worker_pid($admin, 5);
 ok($pid, "the worker runs (pid " . ($pid // 'none') . ')');
@@ -85,4 +85,5 @@ my $log = log_since($off, 'second');
 is(scalar(() = $log =~ /presence worker started for database "appdb"/g), 1, 'one start line since the restart');
 is(worker_pid($admin), $pid, 'same worker process throughout');
 is_deeply([worker_log_problems($log)], [], 'no worker error or crash in the second cluster\'s log');
+server_log_ok(cluster => 'second');
 done_testing;

@@ -1,5 +1,6 @@
 'use strict';
-// Unit tests of the gateway's token and wire-format helpers (no database).
+// Unit tests of the gateway's token and wire-format helpers: no database,
+// no browser, no npm package.  `npm test` here (node --test test/).
 
 const nodeTest = require('node:test');
 
@@ -9,7 +10,7 @@ const test = (name, fn) => nodeTest.test(name, { timeout: TEST_TIMEOUT_MS }, fn)
 const assert = require('node:assert/strict');
 const path = require('path');
 
-const GW_DIR = path.resolve(__dirname, '../../examples/gateway');
+const GW_DIR = path.resolve(__dirname, '..');
 const token = require(path.join(GW_DIR, 'lib/token.js'));
 const wire = require(path.join(GW_DIR, 'lib/wire.js'));
 
