@@ -55,3 +55,10 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/integration/lib
 .PHONY: bench
 bench:
 	bash bench/run.sh
+
+# The README's two commands on fresh minbase Debian 12 and 13 chroots, as
+# root (test/fresh_debian.sh; downloads the packages each time).
+.PHONY: check-fresh-debian
+check-fresh-debian:
+	bash test/fresh_debian.sh bookworm
+	bash test/fresh_debian.sh trixie
