@@ -197,7 +197,7 @@ $LONG 2" "$(q -d app -c "SELECT topic || ' ' || seq FROM presence_topic_seq ORDE
 # --- the suites, in the updated database -------------------------------------
 UPGRADE_CONF_DROP='^(shared_preload_libraries|presence\.)' cluster_restart_with "$DIR" || upgrade_setup_fail "restart without preload"
 echo "== pg_regress in app"
-make -s installcheck REGRESS_OPTS="--use-existing --dbname=app --outputdir=$OUT/regress" \
+make -s installcheck ISOLATION= TAP_TESTS= REGRESS_OPTS="--use-existing --dbname=app --outputdir=$OUT/regress" \
 	>"$OUT/regress.log" 2>&1
 rc=$?
 add_regress_counts "pg_regress in the updated database" "$OUT/regress.log" $rc

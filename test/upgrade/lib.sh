@@ -120,10 +120,10 @@ sess_cleanup() {
 # add_regress_counts SUITE LOG RC: pg_regress / pg_isolation_regress.
 add_regress_counts() {
 	local suite=$1 log=$2 rc=$3 n m
-	if n=$(grep -oE 'All [0-9]+ tests passed' "$log" | grep -oE '[0-9]+'); then
+	if n=$(grep -oE 'All [0-9]+ tests passed' "$log" | tail -n 1 | grep -oE '[0-9]+'); then
 		UPGRADE_PASSED=$((UPGRADE_PASSED + n))
 		echo "ok - $suite: all $n tests passed"
-	elif read -r m n < <(grep -oE '[0-9]+ of [0-9]+ tests failed' "$log" | grep -oE '[0-9]+' | xargs); then
+	elif read -r m n < <(grep -oE '[0-9]+ of [0-9]+ tests failed' "$log" | tail -n 1 | grep -oE '[0-9]+' | xargs); then
 		UPGRADE_PASSED=$((UPGRADE_PASSED + n - m))
 		UPGRADE_FAILED=$((UPGRADE_FAILED + m))
 		echo "not ok - $suite: $m of $n tests failed"

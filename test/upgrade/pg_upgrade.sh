@@ -191,7 +191,7 @@ check "new: no crash in the server log" "" "$(grep -E 'terminated by signal|PANI
 UPGRADE_CONF_DROP='^(shared_preload_libraries|presence\.)' cluster_restart_with "$BASE/new" ||
 	upgrade_setup_fail "restart the new cluster without preload"
 echo "== pg_regress in app ($TO)"
-make -s installcheck PG_CONFIG="$NEW_BIN/pg_config" \
+make -s installcheck ISOLATION= TAP_TESTS= PG_CONFIG="$NEW_BIN/pg_config" \
 	REGRESS_OPTS="--use-existing --dbname=app --outputdir=$OUT/regress" >"$OUT/regress.log" 2>&1
 rc=$?
 add_regress_counts "pg_regress in the upgraded database" "$OUT/regress.log" $rc
