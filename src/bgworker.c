@@ -74,7 +74,8 @@ end_batch(void)
 }
 
 /*
- * One tick: sweep, then prune, each batch in its own short transaction.
+ * One tick: sweep, then prune, each batch in its own short transaction,
+ * then a look at the NOTIFY queue.
  */
 static void
 run_tick(bool check_bound_backends)
@@ -96,6 +97,12 @@ run_tick(bool check_bound_backends)
 			return;
 		presence_prune_batch(presence_batch_size, check_bound_backends, true,
 							 &more);
+		end_batch();
+	}
+
+	if (!ShutdownRequestPending && begin_batch("presence: watch the NOTIFY queue"))
+	{
+		presence_watch_notify_queue();
 		end_batch();
 	}
 	pgstat_report_stat(false);

@@ -23,6 +23,8 @@ int			presence_delivery = PRESENCE_DELIVERY_BROADCAST;
 int			presence_sweep_interval_ms = 1000;
 int			presence_worker_ttl_s = 90;
 int			presence_batch_size = 1000;
+double		presence_notify_queue_warning = 0.5;
+int			presence_stalled_listener_timeout_ms = 0;
 
 /*
  * Counts exits of backends that registered a connection-bound worker, so the
@@ -193,6 +195,22 @@ _PG_init(void)
 							&presence_batch_size,
 							1000, 1, 1000000,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("presence.notify_queue_warning",
+							 "Fraction of the NOTIFY queue in use above which the background worker warns.",
+							 "One WARNING per crossing, naming the sessions most likely holding the queue's tail.",
+							 &presence_notify_queue_warning,
+							 0.5, 0.000001, 1.0,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("presence.stalled_listener_timeout",
+							"Time a session may hold the NOTIFY queue above presence.notify_queue_warning while blocked writing to its client before the background worker terminates it; 0 never.",
+							NULL,
+							&presence_stalled_listener_timeout_ms,
+							0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)

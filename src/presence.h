@@ -7,6 +7,7 @@
  *
  *	 presence.c   module init: GUCs, shared memory, callbacks, bgworker
  *	 bgworker.c   the background worker's ticks
+ *	 notify_guard.c  its watch on the NOTIFY queue (stalled listeners)
  *	 entry.c      SQL functions of Tep's surface (track, status, lists...)
  *	 liveness.c   SQL functions of workers, and pruning the dead
  *	 change.c     the change engine: pending diffs, commit-time seqs,
@@ -47,6 +48,8 @@ extern char *presence_database;
 extern int	presence_sweep_interval_ms;
 extern int	presence_worker_ttl_s;
 extern int	presence_batch_size;
+extern double presence_notify_queue_warning;
+extern int	presence_stalled_listener_timeout_ms;
 
 /* presence.delivery: which channels a diff goes on. */
 typedef enum PresenceDelivery
@@ -195,6 +198,9 @@ extern int	presence_sweep_batch(int limit, bool skip_locked, bool *more);
 extern bool presence_worker_registered(const char *worker_id);
 extern int	presence_prune_batch(int limit, bool check_bound_backends,
 								 bool skip_locked, bool *more);
+
+/* notify_guard.c */
+extern void presence_watch_notify_queue(void);
 
 /* bgworker.c */
 extern void presence_register_bgworker(void);

@@ -215,7 +215,8 @@ sub worker_log_problems {
 # has one "presence worker started" line per worker start, no restart
 # other than the deliberate kills -9 (kills => [worker pids]), no worker
 # error, no crash except those kills; the worker runs at the end.  starts
-# => N: how many starts to expect (1 + kills by default).  7 assertions.
+# => N: how many starts to expect (1 + kills by default); warnings => qr//:
+# worker WARNINGs the test expects.  7 assertions.
 sub server_log_ok {
 	my (%o) = @_;
 	my $which = $o{cluster};
@@ -238,7 +239,8 @@ sub server_log_ok {
 		"$name log: $want_starts start(s): the first + one per deliberate kill -9 (" . scalar(@kills) . '), no other restart');
 	diag("$name: presence worker starts: " . scalar @started);
 
-	my @errors = grep { / presence worker (ERROR|FATAL|PANIC|WARNING):/ } @lines;
+	my @errors = grep { / presence worker (ERROR|FATAL|PANIC|WARNING):/
+		  && !($o{warnings} && / presence worker WARNING:/ && /$o{warnings}/) } @lines;
 	is_deeply(\@errors, [], "$name log: the worker never logged an error");
 	my @exits = grep { /background worker "presence worker" \(PID (\d+)\) exited/ } @lines;
 	is_deeply(\@exits, [], "$name log: the worker never exited on its own");
