@@ -118,20 +118,23 @@ presence_watch_notify_queue(void)
 		if (isnull)
 			break;				/* no session at all */
 		blocked = DatumGetBool(SPI_getbinval(row, desc, 4, &isnull));
-		appendStringInfo(&suspects, "%spid %d (application \"%s\", %s for %d s)",
-						 i > 0 ? ", " : "", pid,
-						 SPI_getvalue(row, desc, 5),
-						 blocked ? "blocked writing to its client" : "idle",
-						 DatumGetInt32(SPI_getbinval(row, desc, 6, &isnull)));
 		if (blocked)
 		{
-			seen[nseen].pid = pid;
-			seen[nseen].backend_start =
-				DatumGetTimestampTz(SPI_getbinval(row, desc, 3, &isnull));
-			seen[nseen].blocked_since = blocked_since(pid, seen[nseen].backend_start,
-													  now);
-			nseen++;
+			StalledSession *s = &seen[nseen++];
+
+			s->pid = pid;
+			s->backend_start = DatumGetTimestampTz(SPI_getbinval(row, desc, 3,
+																 &isnull));
+			s->blocked_since = blocked_since(pid, s->backend_start, now);
+			appendStringInfo(&suspects,
+							 "%spid %d (application \"%s\", blocked writing to its client for at least %ld ms)",
+							 i > 0 ? ", " : "", pid, SPI_getvalue(row, desc, 5),
+							 (long) ((now - s->blocked_since) / 1000));
 		}
+		else
+			appendStringInfo(&suspects, "%spid %d (application \"%s\", idle for %d s)",
+							 i > 0 ? ", " : "", pid, SPI_getvalue(row, desc, 5),
+							 DatumGetInt32(SPI_getbinval(row, desc, 6, &isnull)));
 	}
 
 	if (!warned)
