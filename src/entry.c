@@ -116,7 +116,7 @@ static PresenceQuery topic_seq_query = {
 	1, {TEXTOID}
 };
 
-/* Expired statuses, oldest expiry first; the worker's skip locked rows. */
+/* Expired statuses, oldest expiry first (the worker's variant skips held rows). */
 #define EXPIRED_CANDIDATES \
 	"SELECT ctid FROM %1$s.tep_presence" \
 	" WHERE status_until" GT "0 AND status_until" LE "$1" \
