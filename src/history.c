@@ -472,7 +472,8 @@ drop_old_days(Oid history_oid, const char *schema, int64 cutoff_day)
 
 /*
  * Maintain the history's partitions: when history is on, today's and
- * tomorrow's exist (and days left in the default partition get theirs);
+ * tomorrow's exist; days with rows in the default partition (history
+ * turned on in a session, or before a run) get theirs;
  * days past presence.history_retention are dropped, and the default
  * partition's old rows deleted, batch_size at a time.  Returns the
  * partitions dropped.  The caller is connected to SPI.
@@ -480,14 +481,16 @@ drop_old_days(Oid history_oid, const char *schema, int64 cutoff_day)
 int
 presence_history_maintain_now(void)
 {
-	Oid			history_oid = presence_table(PRESENCE_ENTRIES);
-	Oid			namespace = get_rel_namespace(history_oid);
+	Oid			namespace = get_rel_namespace(presence_table(PRESENCE_ENTRIES));
+	Oid			history_oid;
 	Oid			default_oid;
 	const char *schema = quote_identifier(get_namespace_name(namespace));
 	int64		now = presence_now_s();
 	int64		cutoff = now - presence_history_retention_s;
 	int64		cutoff_day = cutoff < 0 ? 0 : cutoff / SECONDS_PER_DAY;
 	Datum		values[2];
+	List	   *days = NIL;
+	ListCell   *lc;
 
 	history_oid = get_relname_relid(HISTORY_TABLE, namespace);
 	default_oid = get_relname_relid(HISTORY_DEFAULT, namespace);
@@ -495,19 +498,15 @@ presence_history_maintain_now(void)
 		return 0;				/* still at 1.0 */
 
 	if (presence_history_enabled)
-	{
-		List	   *days = list_make2(makeInteger(now / SECONDS_PER_DAY),
-									  makeInteger(now / SECONDS_PER_DAY + 1));
-		ListCell   *lc;
-
-		values[0] = Int64GetDatum(cutoff_day * SECONDS_PER_DAY);
-		presence_execute(&default_days_query, values, NULL, true, 0);
-		for (uint64 i = 0; i < SPI_processed; i++)
-			days = lappend(days, makeInteger(atoi(SPI_getvalue(SPI_tuptable->vals[i],
-															   SPI_tuptable->tupdesc, 1))));
-		foreach(lc, days)
-			ensure_day(namespace, default_oid, schema, intVal(lfirst(lc)));
-	}
+		days = list_make2(makeInteger(now / SECONDS_PER_DAY),
+						  makeInteger(now / SECONDS_PER_DAY + 1));
+	values[0] = Int64GetDatum(cutoff_day * SECONDS_PER_DAY);
+	presence_execute(&default_days_query, values, NULL, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		days = lappend(days, makeInteger(atoi(SPI_getvalue(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1))));
+	foreach(lc, days)
+		ensure_day(namespace, default_oid, schema, intVal(lfirst(lc)));
 
 	values[0] = Int64GetDatum(cutoff_day * SECONDS_PER_DAY);
 	values[1] = Int64GetDatum(presence_batch_size);
@@ -519,18 +518,25 @@ presence_history_maintain_now(void)
 
 /*
  * Whether the background worker maintains the history on this tick: once
- * a minute, and on every tick while the last run left something undone.
+ * a minute, on every tick while the last run left something undone, and
+ * at once when presence.history or its retention changed (a reload).
  */
 bool
 presence_history_maintenance_due(void)
 {
 	static TimestampTz last = 0;
+	static bool last_enabled = false;
+	static int	last_retention = 0;
 	TimestampTz now = GetCurrentTimestamp();
 
 	if (!maintenance_pending && last != 0 &&
+		last_enabled == presence_history_enabled &&
+		last_retention == presence_history_retention_s &&
 		!TimestampDifferenceExceeds(last, now, MAINTAIN_INTERVAL_MS))
 		return false;
 	last = now;
+	last_enabled = presence_history_enabled;
+	last_retention = presence_history_retention_s;
 	maintenance_pending = false;
 	return true;
 }

@@ -32,7 +32,7 @@ our @EXPORT = qw(
 );
 
 our @DIFF_KEYS = qw(kind topic principal ekind agent_id fd since state note
-  until_ts seq worker_id);
+  until_ts seq worker_id meta);
 
 my $json = JSON::PP->new;
 
