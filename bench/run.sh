@@ -515,6 +515,22 @@ if has_phase history; then
 		done
 	done
 	HISTORY_ROWS=$(psql -AtX -c 'SELECT count(*) FROM presence_history')
+	# The leave alone, inside one backend: 20000 entries untracked by one
+	# statement (its diffs are sent at commit, outside the timing), off and
+	# on alternating; the statement's time per entry.
+	: >"$OUT/history-stmt.tsv"
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for h in off on; do
+			"${PSQL[@]}" -c "SELECT count(presence_track('room:' || (i % 100), i, 'user:' || i, worker_id => 'bench-h'))
+				FROM generate_series(1, 20000) i" >/dev/null
+			ms=$(psql -qAtX -c "SET presence.history = $h" -c '\timing on' \
+				-c "SELECT count(presence_untrack('room:' || (i % 100), i, 'bench-h')) FROM generate_series(1, 20000) i" |
+				awk '/^Time:/ {print $2}')
+			printf '%s\t%s\t%s\n' "$r" "$h" "$ms" >>"$OUT/history-stmt.tsv"
+			"${PSQL[@]}" -c 'TRUNCATE presence_history' -c 'VACUUM tep_presence, presence_topic_seq'
+		done
+	done
+	note "history: one statement's untrack of 20000 entries, ms: $(tr '\t\n' ' ;' <"$OUT/history-stmt.tsv")"
 fi
 
 # --- 7. profile -------------------------------------------------------------------------
@@ -694,7 +710,15 @@ if grep -q "^history" "$OUT/write.tsv"; then
 		echo "| off | $off | $(spread history ext 2) | $offc |"
 		echo "| on | $on | $(spread history ext-history 2) | $onc |"
 		echo
-		echo "on / off throughput = **$(ratio "$on" "$off")**; each cycle has one leave, so a leave's history row costs **$((onc - offc)) us** of server CPU (the difference per cycle); the last run left ${HISTORY_ROWS:-?} rows."
+		echo "on / off throughput = $(ratio "$on" "$off"); each cycle has one leave, so the difference of server CPU per cycle, $((onc - offc)) us, is what a leave's history row costs; the last run left ${HISTORY_ROWS:-?} rows."
+		echo
+		echo "| presence.history | one statement untracking 20000 entries, ms (median of $ROUNDS) | us per leave |"
+		echo "|---|---:|---:|"
+		for h in off on; do
+			awk -F'\t' -v h=$h '$2 == h {print $3}' "$OUT/history-stmt.tsv" | sort -g |
+				awk -v h=$h '{v[NR] = $1} END {m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+					printf "| %s | %.0f | %.1f |\n", h, m, m * 1000 / 20000}'
+		done
 		echo
 	} >>"$MD"
 fi
