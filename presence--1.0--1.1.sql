@@ -50,3 +50,166 @@ AS 'MODULE_PATHNAME', 'presence_epoch'
 LANGUAGE C STABLE;
 
 REVOKE ALL ON FUNCTION presence_epoch() FROM PUBLIC;
+
+-- Entry metadata -----------------------------------------------------------
+--
+-- meta: a JSON object per entry (display name, avatar, device, cursor...),
+-- carried by every diff and snapshot entry after worker_id.  The default
+-- keeps Tep's own INSERTs, which name their columns, working, and gives
+-- the entries of an updated installation '{}' (no table rewrite).
+ALTER TABLE tep_presence ADD COLUMN meta jsonb NOT NULL DEFAULT '{}';
+
+-- The row's rules now cover meta: an object of at most 2048 bytes as jsonb
+-- writes it, and the diffs' size with it.
+CREATE FUNCTION presence_entry_is_valid(worker_id text, topic text,
+                                        fd integer, principal_id text,
+                                        kind text, agent_id text,
+                                        since_ts bigint, status_state text,
+                                        status_note text, status_until bigint,
+                                        meta jsonb)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'presence_entry_is_valid'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+GRANT EXECUTE ON FUNCTION
+    presence_entry_is_valid(text, text, integer, text, text, text, bigint,
+                            text, text, bigint, jsonb)
+    TO PUBLIC;
+
+ALTER TABLE tep_presence
+    DROP CONSTRAINT tep_presence_entry_check,
+    ADD CONSTRAINT tep_presence_entry_check
+        CHECK (presence_entry_is_valid(worker_id, topic, fd, principal_id,
+                                       kind, agent_id, since_ts,
+                                       status_state, status_note,
+                                       status_until, meta));
+
+DROP FUNCTION presence_entry_is_valid(text, text, integer, text, text, text,
+                                      bigint, text, text, bigint);
+
+-- presence_track gains meta, last, so that 1.0's positional calls keep
+-- their meaning.  The 1.0 signature goes (a call would be ambiguous
+-- between the two); the roles granted it are granted the new one.
+CREATE FUNCTION presence_track(topic text, fd integer, principal_id text,
+                               kind text DEFAULT 'human',
+                               agent_id text DEFAULT '',
+                               worker_id text DEFAULT NULL,
+                               meta jsonb DEFAULT '{}')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'presence_track'
+LANGUAGE C VOLATILE SECURITY DEFINER;
+
+REVOKE ALL ON FUNCTION presence_track(text, integer, text, text, text, text,
+                                      jsonb) FROM PUBLIC;
+
+DO $$
+DECLARE
+    grantee regrole;
+BEGIN
+    FOR grantee IN
+        SELECT a.grantee::regrole
+          FROM pg_catalog.pg_proc p,
+               pg_catalog.aclexplode(p.proacl) a
+         WHERE p.oid OPERATOR(pg_catalog.=)
+               'presence_track(text, integer, text, text, text, text)'::pg_catalog.regprocedure
+           AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+           AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+           AND a.grantee OPERATOR(pg_catalog.<>) 0
+    LOOP
+        EXECUTE pg_catalog.format(
+            'GRANT EXECUTE ON FUNCTION presence_track(text, integer, text, text, text, text, jsonb) TO %s',
+            grantee);
+    END LOOP;
+END
+$$;
+
+DROP FUNCTION presence_track(text, integer, text, text, text, text);
+
+CREATE FUNCTION presence_set_meta(topic text, fd integer, meta jsonb,
+                                  worker_id text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'presence_set_meta'
+LANGUAGE C VOLATILE SECURITY DEFINER;
+
+-- Session history ----------------------------------------------------------
+--
+-- One row per ended session, written (when presence.history is on) by the
+-- statement that ends it.  Partitioned by the day it ended (UTC), so that
+-- retention drops whole days: presence_history_YYYYMMDD partitions, made
+-- ahead and dropped by presence_history_maintain() (the background worker
+-- runs it each minute).  The default partition holds what arrives before
+-- its day's partition exists.  Read through presence_history() and
+-- presence_last_seen() only.
+CREATE TABLE presence_history (
+    topic        text    NOT NULL,
+    worker_id    text    NOT NULL,
+    fd           integer NOT NULL,
+    principal_id text    NOT NULL,
+    kind         text    NOT NULL,
+    agent_id     text    NOT NULL,
+    meta         jsonb   NOT NULL,
+    joined_ts    bigint  NOT NULL,
+    left_ts      bigint  NOT NULL,
+    reason       text    NOT NULL
+) PARTITION BY RANGE (left_ts);
+
+CREATE TABLE presence_history_default PARTITION OF presence_history DEFAULT;
+
+-- presence_history(topic, ...) and presence_last_seen(principal_id, ...).
+CREATE INDEX presence_history_topic_idx
+    ON presence_history (topic, left_ts);
+CREATE INDEX presence_history_principal_idx
+    ON presence_history (principal_id, left_ts);
+
+-- presence_last_seen(principal_id) without a topic.
+CREATE INDEX tep_presence_principal_idx ON tep_presence (principal_id);
+
+REVOKE ALL ON presence_history, presence_history_default FROM PUBLIC;
+
+CREATE FUNCTION presence_history(topic text, from_ts bigint, to_ts bigint)
+RETURNS SETOF presence_history
+AS 'MODULE_PATHNAME', 'presence_history'
+LANGUAGE C STABLE SECURITY DEFINER;
+
+CREATE FUNCTION presence_last_seen(principal_id text, topic text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'presence_last_seen'
+LANGUAGE C STABLE SECURITY DEFINER;
+
+CREATE FUNCTION presence_history_maintain()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'presence_history_maintain'
+LANGUAGE C VOLATILE SECURITY DEFINER;
+
+-- One row per principal ------------------------------------------------------
+--
+-- humans: its human connections; agents: the distinct agents acting for
+-- it; connections: all its entries; state: busy beats available beats
+-- blocked, over its human connections (over its agents' when none);
+-- since: its oldest entry's; meta: its newest human entry's (else its
+-- newest agent entry's).
+CREATE FUNCTION presence_principals(topic text,
+                                    OUT principal_id text,
+                                    OUT humans bigint,
+                                    OUT agents bigint,
+                                    OUT connections bigint,
+                                    OUT state text,
+                                    OUT since bigint,
+                                    OUT meta jsonb)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'presence_principals'
+LANGUAGE C STABLE SECURITY DEFINER;
+
+CREATE FUNCTION presence_count_principals(topic text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'presence_count_principals'
+LANGUAGE C STABLE SECURITY DEFINER;
+
+REVOKE ALL ON FUNCTION
+    presence_set_meta(text, integer, jsonb, text),
+    presence_history(text, bigint, bigint),
+    presence_last_seen(text, text),
+    presence_history_maintain(),
+    presence_principals(text),
+    presence_count_principals(text)
+    FROM PUBLIC;

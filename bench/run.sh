@@ -20,7 +20,7 @@
 # BENCH_PROFILE (1: a perf profile of the extension's write path when perf
 # works here; 0: skip), BENCH_FANOUT_SECONDS (5), BENCH_FANOUT_LISTENERS
 # ("1 4 16 64"), BENCH_PHASES (default "write growth listen diag fanout
-# delivery reads bgworker profile").
+# delivery reads bgworker history profile").
 set -eu -o pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -35,7 +35,7 @@ READ_SECS=${BENCH_READ_SECONDS:-4}
 DELIVERY_SECS=${BENCH_DELIVERY_SECONDS:-15}
 DELIVERY_RATE=${BENCH_DELIVERY_RATE:-1000}
 PROFILE=${BENCH_PROFILE:-1}
-PHASES=${BENCH_PHASES:-"write growth listen diag fanout delivery reads bgworker profile"}
+PHASES=${BENCH_PHASES:-"write growth listen diag fanout delivery reads bgworker history profile"}
 FANOUT_SECS=${BENCH_FANOUT_SECONDS:-5}
 FANOUT_NS=${BENCH_FANOUT_LISTENERS:-"1 4 16 64"}
 DB=presence_bench
@@ -492,6 +492,47 @@ if has_phase bgworker; then
 	note "background worker: $(tr '\t\n' ' ;' <"$OUT/bgworker.tsv")"
 fi
 
+# --- 6c. what history costs per leave --------------------------------------------------
+# The write path's cycle (track, set_status, untrack: one leave each) with
+# presence.history off and on, alternating, the history emptied before
+# each run; today's partition made first (the worker serves another
+# database), so the rows go where they would in production.
+if has_phase history; then
+	note "history: off vs on"
+	PGOPTIONS="-c presence.history=on" "${PSQL[@]}" -c 'SELECT presence_history_maintain()' >/dev/null
+	for side in ext ext-history; do
+		PGOPTIONS=$([ $side = ext-history ] && echo "-c presence.history=on") \
+			pgb "warmup-$side" write_ext.sql 2 3 >/dev/null
+	done
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for side in $( ((r % 2)) && echo "ext ext-history" || echo "ext-history ext"); do
+			"${PSQL[@]}" -c 'TRUNCATE presence_history'
+			vacuum_all
+			read -r tps cpu < <(PGOPTIONS=$([ $side = ext-history ] && echo "-c presence.history=on") \
+				pgb "history-r$r-$side" write_ext.sql 2 "$SECS")
+			printf '%s\t%s\t%s\t%s\t%s\t%s\n' history "$r" "$side" 2 "$tps" "$cpu" >>"$OUT/write.tsv"
+			note "history round=$r $side: $tps cycles/s, server CPU $cpu us/cycle"
+		done
+	done
+	HISTORY_ROWS=$(psql -AtX -c 'SELECT count(*) FROM presence_history')
+	# The leave alone, inside one backend: 20000 entries untracked by one
+	# statement (its diffs are sent at commit, outside the timing), off and
+	# on alternating; the statement's time per entry.
+	: >"$OUT/history-stmt.tsv"
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for h in off on; do
+			"${PSQL[@]}" -c "SELECT count(presence_track('room:' || (i % 100), i, 'user:' || i, worker_id => 'bench-h'))
+				FROM generate_series(1, 20000) i" >/dev/null
+			ms=$(psql -qAtX -c "SET presence.history = $h" -c '\timing on' \
+				-c "SELECT count(presence_untrack('room:' || (i % 100), i, 'bench-h')) FROM generate_series(1, 20000) i" |
+				awk '/^Time:/ {print $2}')
+			printf '%s\t%s\t%s\n' "$r" "$h" "$ms" >>"$OUT/history-stmt.tsv"
+			"${PSQL[@]}" -c 'TRUNCATE presence_history' -c 'VACUUM tep_presence, presence_topic_seq'
+		done
+	done
+	note "history: one statement's untrack of 20000 entries, ms: $(tr '\t\n' ' ;' <"$OUT/history-stmt.tsv")"
+fi
+
 # --- 7. profile -------------------------------------------------------------------------
 PROFILE_NOTE="not run"
 if has_phase profile && [ "$PROFILE" = 1 ]; then
@@ -655,6 +696,29 @@ if [ -s "$OUT/sweep.tsv" ]; then
 		echo "|---|---:|---:|---:|---:|"
 		sort -t$'\t' -k1,1 -s "$OUT/sweep.tsv" | awk -F'\t' '{printf "| sweep_expired_status (statuses of fd %s) | %s | %s | %.1f | %.0f |\n", $2, ($1 == "1m" ? "1M" : "100k"), $3, $4, $3 / $4 * 1000}'
 		sort -t$'\t' -k1,1 -s "$OUT/prune.tsv" | awk -F'\t' '{printf "| prune_dead_workers (%s) | %s + %s | %s | %.1f | %.0f |\n", $2, ($1 == "1m" ? "1M" : "100k"), $3, $4, $5, $4 / $5 * 1000}'
+		echo
+	} >>"$MD"
+fi
+if grep -q "^history" "$OUT/write.tsv"; then
+	off=$(median history ext 2) on=$(median history ext-history 2)
+	offc=$(median history ext 2 6) onc=$(median history ext-history 2 6)
+	{
+		echo "### History: the write path with presence.history off and on (2 clients, $ROUNDS rounds x ${SECS} s, alternating)"
+		echo
+		echo "| presence.history | cycles/s (median) | range | server CPU per cycle, us (median) |"
+		echo "|---|---:|---:|---:|"
+		echo "| off | $off | $(spread history ext 2) | $offc |"
+		echo "| on | $on | $(spread history ext-history 2) | $onc |"
+		echo
+		echo "on / off throughput = $(ratio "$on" "$off"); each cycle has one leave, so the difference of server CPU per cycle, $((onc - offc)) us, is what a leave's history row costs; the last run left ${HISTORY_ROWS:-?} rows."
+		echo
+		echo "| presence.history | one statement untracking 20000 entries, ms (median of $ROUNDS) | us per leave |"
+		echo "|---|---:|---:|"
+		for h in off on; do
+			awk -F'\t' -v h=$h '$2 == h {print $3}' "$OUT/history-stmt.tsv" | sort -g |
+				awk -v h=$h '{v[NR] = $1} END {m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+					printf "| %s | %.0f | %.1f |\n", h, m, m * 1000 / 20000}'
+		done
 		echo
 	} >>"$MD"
 fi

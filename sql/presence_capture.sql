@@ -5,7 +5,7 @@
 -- must see every function behave exactly as usual; any capture raises.
 SET client_min_messages = warning;
 CREATE ROLE regress_capture_app;
-GRANT EXECUTE ON FUNCTION presence_track, presence_untrack, presence_untrack_by_fd, presence_list, presence_list_global, presence_count, presence_count_humans, presence_count_agents, presence_count_global, presence_count_humans_global, presence_count_agents_global, presence_set_status, presence_clear_status, presence_find_entry, presence_sweep_expired_status, presence_clear, presence_diff_topic, presence_snapshot, presence_epoch, presence_worker_start, presence_heartbeat, presence_worker_stop, presence_prune_dead_workers TO regress_capture_app;
+GRANT EXECUTE ON FUNCTION presence_track, presence_untrack, presence_untrack_by_fd, presence_list, presence_list_global, presence_count, presence_count_humans, presence_count_agents, presence_count_global, presence_count_humans_global, presence_count_agents_global, presence_set_status, presence_clear_status, presence_find_entry, presence_sweep_expired_status, presence_clear, presence_diff_topic, presence_snapshot, presence_epoch, presence_worker_start, presence_heartbeat, presence_worker_stop, presence_prune_dead_workers, presence_set_meta, presence_history, presence_last_seen, presence_history_maintain, presence_principals, presence_count_principals TO regress_capture_app;
 CREATE SCHEMA regress_capture AUTHORIZATION regress_capture_app;
 -- Dead workers of every kind and an orphan entry, so that every query of
 -- presence_prune_dead_workers runs under the hostile path below.
@@ -16,6 +16,11 @@ INSERT INTO tep_presence_worker (worker_id, last_seen_ts, backend_pid, backend_s
 INSERT INTO tep_presence (worker_id, topic, fd, principal_id, since_ts) VALUES
   ('cap-dead-tep', 't3', 1, 'u', 1), ('cap-dead-bound', 't3', 2, 'u', 1),
   ('cap-dead-lease', 't3', 3, 'u', 1), ('cap-orphan', 't3', 4, 'u', 1);
+-- History on, with a past day's session in the default partition, so that
+-- presence_history_maintain moves it (and every leave below records one).
+SET presence.history = on;
+INSERT INTO presence_history (topic, worker_id, fd, principal_id, kind, agent_id, meta, joined_ts, left_ts, reason)
+  VALUES ('t', 'cap-old', 1, 'u', 'human', '', '{}', 1, trunc(extract(epoch FROM now()))::bigint - 86400, 'untrack');
 SET ROLE regress_capture_app;
 CREATE FUNCTION regress_capture.boom2(text, text) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured text op'; END$$;
 CREATE FUNCTION regress_capture.boomi(integer, integer) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured int op'; END$$;
@@ -26,6 +31,18 @@ CREATE FUNCTION regress_capture.boomts(timestamptz, timestamptz) RETURNS boolean
 CREATE FUNCTION regress_capture.boomtsi(timestamptz, interval) RETURNS timestamptz LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured ts+interval'; END$$;
 CREATE FUNCTION regress_capture.boomtid(tid, tid) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured tid op'; END$$;
 CREATE OPERATOR regress_capture.= (leftarg = text, rightarg = text, function = regress_capture.boom2);
+CREATE FUNCTION regress_capture.boomo(oid, oid) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured oid op'; END$$;
+CREATE FUNCTION regress_capture.boomdiv(bigint, integer) RETURNS bigint LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured /'; END$$;
+CREATE OPERATOR regress_capture.= (leftarg = oid, rightarg = oid, function = regress_capture.boomo);
+CREATE OPERATOR regress_capture.~ (leftarg = text, rightarg = text, function = regress_capture.boom2);
+CREATE OPERATOR regress_capture.< (leftarg = text, rightarg = text, function = regress_capture.boom2);
+CREATE OPERATOR regress_capture./ (leftarg = bigint, rightarg = integer, function = regress_capture.boomdiv);
+CREATE OPERATOR regress_capture.>= (leftarg = bigint, rightarg = integer, function = regress_capture.boombi);
+CREATE OPERATOR regress_capture.< (leftarg = bigint, rightarg = integer, function = regress_capture.boombi);
+CREATE FUNCTION regress_capture.max(bigint) RETURNS bigint LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured max'; END$$;
+CREATE FUNCTION regress_capture.min(bigint) RETURNS bigint LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured min'; END$$;
+CREATE FUNCTION regress_capture.min(integer) RETURNS integer LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured min'; END$$;
+CREATE FUNCTION regress_capture.array_agg(jsonb) RETURNS jsonb[] LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured array_agg'; END$$;
 CREATE OPERATOR regress_capture.= (leftarg = integer, rightarg = integer, function = regress_capture.boomi);
 CREATE OPERATOR regress_capture.= (leftarg = tid, rightarg = tid, function = regress_capture.boomtid);
 CREATE OPERATOR regress_capture.= (leftarg = timestamptz, rightarg = timestamptz, function = regress_capture.boomts);
@@ -46,11 +63,16 @@ CREATE FUNCTION regress_capture.pg_stat_get_activity(integer) RETURNS SETOF reco
 CREATE TEMP TABLE tep_presence (x int);
 CREATE TEMP TABLE tep_presence_worker (x int);
 CREATE TEMP TABLE presence_topic_seq (x int);
+CREATE TEMP TABLE presence_history (x int);
+CREATE TEMP TABLE presence_history_default (x int);
 SET search_path = regress_capture, pg_temp, public, pg_catalog;
 SELECT presence_worker_start('cap');
 SELECT presence_worker_start('lease', '1 hour');
 SELECT presence_heartbeat('lease'), presence_heartbeat();
-SELECT presence_track('t', 1, 'u'), presence_track('t', 2, 'u', 'agent_for', 'a'), presence_track('t2', 1, 'u');
+SELECT presence_track('t', 1, 'u'), presence_track('t', 2, 'u', 'agent_for', 'a'), presence_track('t2', 1, 'u', meta => '{"name": "U"}');
+SELECT presence_set_meta('t', 1, '{"name": "U"}'), presence_set_meta('t', 9, '{}');
+SELECT principal_id, humans, agents, connections, state, meta FROM presence_principals('t');
+SELECT presence_count_principals('t'), presence_last_seen('u') IS NOT NULL, presence_last_seen('u', 't') IS NOT NULL, presence_last_seen('nobody', 't');
 SELECT presence_set_status('t', 1, 'busy', 'n', 1), presence_clear_status('t', 2);
 SELECT presence_sweep_expired_status();
 SELECT presence_count('t'), presence_count_humans('t'), presence_count_agents('t'), presence_count_global('t'), presence_count_humans_global('t'), presence_count_agents_global('t');
@@ -60,10 +82,33 @@ SELECT (presence_find_entry('t', 1)).fd, presence_diff_topic('t'), presence_snap
 SELECT presence_untrack('t', 2), presence_untrack_by_fd(1), presence_clear();
 SELECT presence_prune_dead_workers(), presence_worker_stop('lease'), presence_worker_stop();
 SELECT pg_catalog.count(*) AS dead_left FROM presence_list_global('t3');
+SELECT presence_last_seen('u') IS NOT NULL AS seen, presence_last_seen('u', 't3') IS NOT NULL AS seen_t3;
+SELECT presence_history_maintain();
+SELECT worker_id, fd, reason FROM presence_history('t', 0, 9223372036854775807) ORDER BY worker_id, fd, reason;
 -- The seq of each topic counts exactly the diffs above.
 RESET ROLE;
 RESET search_path;
+RESET presence.history;
 SELECT topic, seq FROM public.presence_topic_seq ORDER BY topic;
+-- The past day's row left the default partition for its own.
+SELECT count(*) AS in_default FROM public.presence_history_default;
+SELECT count(*) AS day_partitions FROM pg_inherits WHERE inhparent = 'public.presence_history'::regclass;
+SELECT pg_catalog.count(*) AS in_its_day FROM public.presence_history
+ WHERE worker_id = 'cap-old' AND tableoid::regclass::text = 'presence_history_' || to_char(to_timestamp(left_ts) AT TIME ZONE 'UTC', 'YYYYMMDD');
+SELECT topic, reason, count(*) FROM public.presence_history GROUP BY 1, 2 ORDER BY 1, 2;
+DELETE FROM public.presence_history;
+DO $$
+DECLARE
+    p regclass;
+BEGIN
+    FOR p IN SELECT inhrelid::regclass FROM pg_inherits
+              WHERE inhparent = 'public.presence_history'::regclass
+                AND inhrelid <> 'public.presence_history_default'::regclass
+    LOOP
+        EXECUTE format('DROP TABLE %s', p);
+    END LOOP;
+END
+$$;
 DROP SCHEMA regress_capture CASCADE;
 DROP OWNED BY regress_capture_app;
 DROP ROLE regress_capture_app;

@@ -44,7 +44,7 @@ SELECT c.oid::regclass AS t, coalesce(c.relacl, acldefault('r', c.relowner)) AS 
   JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
    AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
   JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'presence'
- WHERE c.relkind = 'r';
+ WHERE c.relkind IN ('r', 'p');
 
 SELECT t FROM ext_tables ORDER BY t::text;
 
@@ -95,7 +95,8 @@ GRANT EXECUTE ON FUNCTION
   presence_find_entry, presence_sweep_expired_status, presence_clear,
   presence_diff_topic, presence_snapshot, presence_worker_start,
   presence_heartbeat, presence_worker_stop, presence_prune_dead_workers,
-  presence_channel, presence_epoch
+  presence_channel, presence_epoch, presence_set_meta, presence_history, presence_last_seen,
+  presence_history_maintain, presence_principals, presence_count_principals
 TO regress_presence_app;
 SELECT f FROM ext_functions
  WHERE NOT has_function_privilege('regress_presence_app', f, 'EXECUTE')

@@ -75,7 +75,7 @@ end_batch(void)
 
 /*
  * One tick: sweep, then prune, each batch in its own short transaction,
- * then a look at the NOTIFY queue.
+ * the history's partitions when due, then a look at the NOTIFY queue.
  */
 static void
 run_tick(bool check_bound_backends)
@@ -97,6 +97,13 @@ run_tick(bool check_bound_backends)
 			return;
 		presence_prune_batch(presence_batch_size, check_bound_backends, true,
 							 &more);
+		end_batch();
+	}
+
+	if (!ShutdownRequestPending && presence_history_maintenance_due() &&
+		begin_batch("presence: maintain the history"))
+	{
+		presence_history_maintain_now();
 		end_batch();
 	}
 

@@ -152,12 +152,16 @@ pending_topic(const char *topic)
 
 /*
  * Record the diff of a change this statement made; it is sent at commit,
- * or dropped with the (sub)transaction.
+ * or dropped with the (sub)transaction.  A leave also records the session
+ * in the history (when on), in the same statement.
  */
 void
 presence_record_diff(PresenceDiffKind kind, const PresenceEntry *entry)
 {
 	PendingDiff *diff;
+
+	if (kind == PRESENCE_DIFF_LEAVE)
+		presence_history_record(entry);
 
 	if (encode_buf.data == NULL)
 	{

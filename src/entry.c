@@ -28,6 +28,7 @@ PG_FUNCTION_INFO_V1(presence_count_humans_global);
 PG_FUNCTION_INFO_V1(presence_count_agents_global);
 PG_FUNCTION_INFO_V1(presence_set_status);
 PG_FUNCTION_INFO_V1(presence_clear_status);
+PG_FUNCTION_INFO_V1(presence_set_meta);
 PG_FUNCTION_INFO_V1(presence_find_entry);
 PG_FUNCTION_INFO_V1(presence_sweep_expired_status);
 PG_FUNCTION_INFO_V1(presence_clear);
@@ -40,17 +41,20 @@ PG_FUNCTION_INFO_V1(presence_entry_is_valid);
 /* Oldest first; ties in byte order, as the diffs of a batch go out. */
 #define ENTRY_ORDER " ORDER BY since_ts, worker_id COLLATE pg_catalog.\"C\", fd"
 
+/* meta ($10) only where the installation has the column (%2$s, %3$s). */
 #define TRACK_INSERT \
 	"INSERT INTO %1$s.tep_presence" \
-	" (worker_id, topic, fd, principal_id, kind, agent_id, since_ts)" \
-	" VALUES ($1, $2, $3, $4, $5, $6, $7)" \
+	" (worker_id, topic, fd, principal_id, kind, agent_id, since_ts%2$s)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7%3$s)" \
 	" ON CONFLICT (topic, worker_id, fd) DO NOTHING"
+
+#define TRACK_ARGTYPES \
+	{TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, \
+	INT4OID, TIMESTAMPTZOID, JSONBOID}
 
 /* Track for a registered worker ($8 and $9 unused). */
 static PresenceQuery track_query = {
-	PRESENCE_CHANGE_ONE(TRACK_INSERT),
-	9, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
-	INT4OID, TIMESTAMPTZOID}
+	PRESENCE_CHANGE_ONE(TRACK_INSERT), 10, TRACK_ARGTYPES
 };
 
 /* Track that registers the worker first, in the same statement. */
@@ -61,8 +65,7 @@ static PresenceQuery track_registering_query = {
 						" VALUES ($1, $7, $8, $9)"
 						" ON CONFLICT (worker_id) DO NOTHING) "
 						TRACK_INSERT),
-	9, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
-	INT4OID, TIMESTAMPTZOID}
+	10, TRACK_ARGTYPES
 };
 
 static PresenceQuery untrack_query = {
@@ -77,6 +80,13 @@ static PresenceQuery set_status_query = {
 						" status_until = $6"
 						" WHERE topic" EQ "$1 AND worker_id" EQ "$2 AND fd" EQ "$3"),
 	6, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, INT8OID}
+};
+
+/* 1.1 only (the function comes with the column). */
+static PresenceQuery set_meta_query = {
+	PRESENCE_CHANGE_ONE("UPDATE %1$s.tep_presence SET meta = $4"
+						" WHERE topic" EQ "$1 AND worker_id" EQ "$2 AND fd" EQ "$3"),
+	4, {TEXTOID, TEXTOID, INT4OID, JSONBOID}
 };
 
 static PresenceQuery list_query = {
@@ -143,9 +153,10 @@ static PresenceQuery reset_expired_query = {
 
 /*
  * presence_entry_is_valid(worker_id, topic, fd, principal_id, kind,
- * agent_id, since_ts, status_state, status_note, status_until): the CHECK of
- * tep_presence, so that rows Tep writes directly follow the same rules, and
- * no row is stored whose leave could not be sent (it could never be pruned).
+ * agent_id, since_ts, status_state, status_note, status_until[, meta]): the
+ * CHECK of tep_presence, so that rows Tep writes directly follow the same
+ * rules, and no row is stored whose leave could not be sent (it could never
+ * be pruned).  1.1 passes meta too, which must pass presence_meta_arg.
  */
 Datum
 presence_entry_is_valid(PG_FUNCTION_ARGS)
@@ -166,6 +177,7 @@ presence_entry_is_valid(PG_FUNCTION_ARGS)
 	entry.status_state = text_to_cstring(PG_GETARG_TEXT_PP(7));
 	entry.status_note = text_to_cstring(PG_GETARG_TEXT_PP(8));
 	entry.status_until = PG_GETARG_INT64(9);
+	entry.meta = PG_NARGS() > 10 ? presence_meta_arg(fcinfo, 10) : "{}";
 
 	if (presence_kind_violation(entry.kind, entry.agent_id) != NULL ||
 		!presence_state_is_valid(entry.status_state))
@@ -175,15 +187,16 @@ presence_entry_is_valid(PG_FUNCTION_ARGS)
 }
 
 /*
- * presence_track(topic, fd, principal_id, kind, agent_id, worker_id):
- * adds the entry and emits a join diff; false when it already exists.
+ * presence_track(topic, fd, principal_id, kind, agent_id, worker_id[,
+ * meta]): adds the entry and emits a join diff; false when it already
+ * exists (its meta then left as it is).
  */
 Datum
 presence_track(PG_FUNCTION_ARGS)
 {
 	PresenceEntry entry;
-	Datum		values[9];
-	char		nulls[9];		/* SPI's ' ' / 'n' flags, not a string */
+	Datum		values[10];
+	char		nulls[10];		/* SPI's ' ' / 'n' flags, not a string */
 	const char *violation;
 	bool		added;
 
@@ -196,6 +209,7 @@ presence_track(PG_FUNCTION_ARGS)
 	entry.agent_id = presence_text_arg(fcinfo, 4, "agent_id", true,
 									   PRESENCE_MAX_NAME_BYTES);
 	entry.worker_id = presence_worker_arg(fcinfo, 5);
+	entry.meta = PG_NARGS() > 6 ? presence_meta_arg(fcinfo, 6) : "{}";
 
 	violation = presence_kind_violation(entry.kind, entry.agent_id);
 	if (violation != NULL)
@@ -211,7 +225,7 @@ presence_track(PG_FUNCTION_ARGS)
 	entry.status_until = 0;
 	presence_check_diff_fits(&entry);
 
-	memset(nulls, ' ', sizeof(nulls));
+	memset(nulls, ' ', sizeof(nulls) - 1);
 	values[0] = CStringGetTextDatum(entry.worker_id);
 	values[1] = CStringGetTextDatum(entry.topic);
 	values[2] = Int32GetDatum(entry.fd);
@@ -219,6 +233,8 @@ presence_track(PG_FUNCTION_ARGS)
 	values[4] = CStringGetTextDatum(entry.kind);
 	values[5] = CStringGetTextDatum(entry.agent_id);
 	values[6] = Int64GetDatum(entry.since_ts);
+	values[9] = PG_NARGS() > 6 ? PG_GETARG_DATUM(6) : (Datum) 0;
+	nulls[9] = PG_NARGS() > 6 ? ' ' : 'n';	/* 1.0: not in the query */
 	if (presence_is_connection_worker(entry.worker_id))
 	{
 		values[7] = Int32GetDatum(MyProcPid);
@@ -270,6 +286,7 @@ presence_untrack(PG_FUNCTION_ARGS)
 	int32		fd = presence_fd_arg(fcinfo, 1);
 	char	   *worker_id = presence_worker_arg(fcinfo, 2);
 
+	presence_leaving_because(PRESENCE_LEFT_UNTRACK);
 	PG_RETURN_BOOL(change_entry(PRESENCE_DIFF_LEAVE, &untrack_query, topic,
 								worker_id, fd, NULL, 0));
 }
@@ -299,6 +316,7 @@ presence_untrack_by_fd(PG_FUNCTION_ARGS)
 	int32		fd = presence_fd_arg(fcinfo, 0);
 	char	   *worker_id = presence_worker_arg(fcinfo, 1);
 
+	presence_leaving_because(PRESENCE_LEFT_UNTRACK_BY_FD);
 	PG_RETURN_INT32(drop_all_entries(worker_id, fd));
 }
 
@@ -311,6 +329,7 @@ presence_clear(PG_FUNCTION_ARGS)
 {
 	char	   *worker_id = presence_worker_arg(fcinfo, 0);
 
+	presence_leaving_because(PRESENCE_LEFT_CLEAR);
 	PG_RETURN_INT32(drop_all_entries(worker_id, -1));
 }
 
@@ -509,6 +528,27 @@ presence_clear_status(PG_FUNCTION_ARGS)
 }
 
 /*
+ * presence_set_meta(topic, fd, meta, worker_id): replaces the entry's meta
+ * in place, with a status diff (a kind every Tep client applies as an
+ * update of the entry: a new kind would be dropped, or refused, by the
+ * clients that know only join, leave and status).
+ */
+Datum
+presence_set_meta(PG_FUNCTION_ARGS)
+{
+	char	   *topic = presence_topic_arg(fcinfo, 0);
+	int32		fd = presence_fd_arg(fcinfo, 1);
+	char	   *worker_id;
+	Datum		meta;
+
+	(void) presence_meta_arg(fcinfo, 2);
+	meta = PG_GETARG_DATUM(2);
+	worker_id = presence_worker_arg(fcinfo, 3);
+	PG_RETURN_BOOL(change_entry(PRESENCE_DIFF_STATUS, &set_meta_query,
+								topic, worker_id, fd, &meta, 1));
+}
+
+/*
  * presence_find_entry(topic, fd, worker_id): the entry, or NULL.
  */
 Datum
@@ -517,8 +557,8 @@ presence_find_entry(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	TupleDesc	result_desc;
 	MemoryContext caller_context = CurrentMemoryContext;
-	Datum		columns[10];
-	bool		column_nulls[10];
+	Datum		columns[11];
+	bool		column_nulls[11];
 	HeapTuple	result = NULL;
 
 	values[0] = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));

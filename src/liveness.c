@@ -279,6 +279,7 @@ presence_worker_start(PG_FUNCTION_ARGS)
 		lease = lease_arg(PG_GETARG_INTERVAL_P(1));
 
 	presence_spi_connect();
+	presence_leaving_because(PRESENCE_LEFT_WORKER_RESTART);
 	presence_drop_entries(worker_id, -1);
 	register_worker(worker_id, lease);
 	SPI_finish();
@@ -339,6 +340,7 @@ presence_worker_stop(PG_FUNCTION_ARGS)
 	bool		had_row;
 
 	presence_spi_connect();
+	presence_leaving_because(PRESENCE_LEFT_WORKER_STOP);
 	dropped = presence_drop_entries(worker_id, -1);
 	presence_execute(&unregister_query, &id, NULL, false, 0);
 	had_row = SPI_processed > 0;
@@ -386,6 +388,7 @@ presence_prune_batch(int limit, bool check_bound_backends, bool skip_locked,
 	int			dropped = 0;
 
 	*more = false;
+	presence_leaving_because(PRESENCE_LEFT_PRUNED);
 	dead = collect_ids(dead, &dead_leased_query, NULL);
 	dead = collect_ids(dead, &dead_heartbeat_query, &ttl_cutoff);
 	if (check_bound_backends)

@@ -196,6 +196,7 @@ _PG_init(void)
 							   check_worker_id, NULL, NULL);
 
 	presence_register_change_callbacks();
+	presence_define_history_gucs();
 
 	DefineCustomIntVariable("presence.sweep_interval",
 							"Time between background worker ticks.",

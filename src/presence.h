@@ -10,6 +10,7 @@
  *	 notify_guard.c  its watch on the NOTIFY queue (stalled listeners)
  *	 entry.c      SQL functions of Tep's surface (track, status, lists...)
  *	 liveness.c   SQL functions of workers, and pruning the dead
+ *	 history.c    1.1's meta, session history, last seen and principals
  *	 change.c     the change engine: pending diffs, commit-time seqs,
  *	              batches
  *	 epoch.c      the stream's epoch
@@ -40,6 +41,8 @@
 /* Limits of SPEC "Bad input", in bytes. */
 #define PRESENCE_MAX_NAME_BYTES	255
 #define PRESENCE_MAX_NOTE_BYTES	1024
+/* An entry's meta, as jsonb writes it out (1.1). */
+#define PRESENCE_MAX_META_BYTES	2048
 
 /* GUCs (presence.c) */
 extern char *presence_broadcast_channel;
@@ -105,10 +108,14 @@ typedef struct PresenceQuery
  */
 #define SKIP_LOCKED " FOR UPDATE SKIP LOCKED"
 
-/* The columns of tep_presence, in table order, as every query reads them. */
+/*
+ * The columns of tep_presence, in table order, as every query reads them.
+ * %2$s is ", meta" once the installation has 1.1's column, else empty: the
+ * 1.1 library serves a database still at 1.0 until ALTER EXTENSION UPDATE.
+ */
 #define PRESENCE_ENTRY_COLUMNS \
 	"worker_id, topic, fd, principal_id, kind, agent_id, since_ts, " \
-	"status_state, status_note, status_until"
+	"status_state, status_note, status_until%2$s"
 
 /*
  * A statement that changes at most one entry and returns it: `dml` must end
@@ -117,6 +124,7 @@ typedef struct PresenceQuery
 #define PRESENCE_CHANGE_ONE(dml) dml " RETURNING " PRESENCE_ENTRY_COLUMNS
 
 /* query.c */
+extern bool presence_has_meta;
 extern bool presence_lock_extension(void);
 extern bool presence_extension_dropped(void);
 extern Oid	presence_extension_oid(void);
@@ -148,6 +156,7 @@ typedef struct PresenceEntry
 	char	   *status_state;
 	char	   *status_note;
 	int64		status_until;
+	char	   *meta;			/* JSON object text; "{}" at 1.0 */
 } PresenceEntry;
 
 /* wire.c */
@@ -204,6 +213,26 @@ extern int	presence_drop_entries(const char *worker_id, int32 fd);
 
 /* entry.c */
 extern int	presence_sweep_batch(int limit, bool skip_locked, bool *more);
+
+/* history.c */
+typedef enum PresenceLeaveReason
+{
+	PRESENCE_LEFT_UNTRACK,
+	PRESENCE_LEFT_UNTRACK_BY_FD,
+	PRESENCE_LEFT_CLEAR,
+	PRESENCE_LEFT_WORKER_STOP,
+	PRESENCE_LEFT_WORKER_RESTART,
+	PRESENCE_LEFT_PRUNED
+} PresenceLeaveReason;
+
+extern bool presence_history_enabled;
+extern int	presence_history_retention_s;
+extern void presence_define_history_gucs(void);
+extern char *presence_meta_arg(FunctionCallInfo fcinfo, int argno);
+extern void presence_leaving_because(PresenceLeaveReason reason);
+extern void presence_history_record(const PresenceEntry *entry);
+extern int	presence_history_maintain_now(void);
+extern bool presence_history_maintenance_due(void);
 
 /* liveness.c */
 extern bool presence_worker_registered(const char *worker_id);

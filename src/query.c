@@ -35,9 +35,14 @@ static const char *const presence_table_names[PRESENCE_TABLE_COUNT] = {
 };
 
 static char *schema_prefix = NULL;
+static const char *meta_column = "";	/* %2$s of query texts */
+static const char *meta_param = "";	/* %3$s: track's meta, $10 */
 static Oid	extension_oid = InvalidOid;
 static Oid	table_oids[PRESENCE_TABLE_COUNT];
 static uint64 plan_generation = 1;
+
+/* Whether tep_presence has 1.1's meta column (valid with the schema). */
+bool		presence_has_meta = false;
 static bool callback_registered = false;
 
 /*
@@ -121,6 +126,10 @@ presence_lookup_schema(void)
 	for (int i = 0; i < PRESENCE_TABLE_COUNT; i++)
 		table_oids[i] = get_relname_relid(presence_table_names[i],
 										  namespace_oid);
+	presence_has_meta = OidIsValid(table_oids[PRESENCE_ENTRIES]) &&
+		get_attnum(table_oids[PRESENCE_ENTRIES], "meta") != InvalidAttrNumber;
+	meta_column = presence_has_meta ? ", meta" : "";
+	meta_param = presence_has_meta ? ", $10" : "";
 
 	if (!callback_registered)
 	{
@@ -190,6 +199,8 @@ presence_find_by_key(Relation rel, Relation index, const char *key,
 
 /*
  * The query's plan, prepared on first use (and after an invalidation).
+ * Its text's %1$s is the schema, %2$s and %3$s the meta column and
+ * parameter where the installation has them (PRESENCE_ENTRY_COLUMNS).
  */
 static SPIPlanPtr
 presence_plan(PresenceQuery *query)
@@ -208,7 +219,7 @@ presence_plan(PresenceQuery *query)
 	if (schema_prefix == NULL)
 		presence_lookup_schema();
 
-	sql = psprintf(query->sql, schema_prefix);
+	sql = psprintf(query->sql, schema_prefix, meta_column, meta_param);
 	plan = SPI_prepare_cursor(sql, query->nargs, (Oid *) query->argtypes,
 							  query->cursor_options);
 	if (plan == NULL)

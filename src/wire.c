@@ -16,6 +16,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 
 /* async.c's NOTIFY_PAYLOAD_MAX_LENGTH: payloads must be shorter. */
 #define PRESENCE_NOTIFY_MAX_BYTES (BLCKSZ - NAMEDATALEN - 128)
@@ -35,7 +36,8 @@
 static const char *const diff_kind_names[] = {"join", "leave", "status"};
 
 /*
- * Read a row of PRESENCE_ENTRY_COLUMNS into an entry.
+ * Read a row of PRESENCE_ENTRY_COLUMNS into an entry; its meta is "{}"
+ * where the installation is still at 1.0 (no eleventh column).
  */
 void
 presence_entry_from_tuple(PresenceEntry *entry, HeapTuple tuple,
@@ -55,6 +57,14 @@ presence_entry_from_tuple(PresenceEntry *entry, HeapTuple tuple,
 	entry->status_note = TEXT_COLUMN(9);
 	entry->status_until = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 10,
 													  &isnull));
+	entry->meta = "{}";
+	if (tupdesc->natts >= 11)
+	{
+		Jsonb	   *meta = DatumGetJsonbP(SPI_getbinval(tuple, tupdesc, 11,
+														&isnull));
+
+		entry->meta = JsonbToCString(NULL, &meta->root, VARSIZE(meta));
+	}
 #undef TEXT_COLUMN
 }
 
@@ -81,15 +91,26 @@ append_entry_fields(StringInfo buf, const PresenceEntry *entry)
 }
 
 /*
- * Append one entry of a snapshot: Tep's fields, then worker_id.
+ * Append worker_id and then meta (1.1), which follow Tep's fields and seq.
+ */
+static void
+append_worker_and_meta(StringInfo buf, const PresenceEntry *entry)
+{
+	appendStringInfoString(buf, ",\"worker_id\":");
+	escape_json(buf, entry->worker_id);
+	appendStringInfoString(buf, ",\"meta\":");
+	appendStringInfoString(buf, entry->meta);
+}
+
+/*
+ * Append one entry of a snapshot: Tep's fields, then worker_id and meta.
  */
 void
 presence_append_snapshot_entry(StringInfo buf, const PresenceEntry *entry)
 {
 	appendStringInfoChar(buf, '{');
 	append_entry_fields(buf, entry);
-	appendStringInfoString(buf, ",\"worker_id\":");
-	escape_json(buf, entry->worker_id);
+	append_worker_and_meta(buf, entry);
 	appendStringInfoChar(buf, '}');
 }
 
@@ -105,7 +126,8 @@ diff_too_long(int bytes)
 
 /*
  * Encode a diff without its seq into `buf`, as
- * <N>:presence:<topic>{"kind":...,"until_ts":...,"seq":|,"worker_id":...}
+ * <N>:presence:<topic>{"kind":...,"until_ts":...,"seq":|,"worker_id":...,
+ * "meta":{...}}
  * (N counting characters); returns the offset of `|`, where the seq goes,
  * and sets *json_at to the offset of the JSON.  An ERROR if the payload
  * could not be carried with the widest seq and the commit's tail.
@@ -126,8 +148,7 @@ presence_encode_diff(StringInfo buf, PresenceDiffKind kind,
 	append_entry_fields(buf, entry);
 	appendStringInfoString(buf, ",\"seq\":");
 	seq_at = buf->len;
-	appendStringInfoString(buf, ",\"worker_id\":");
-	escape_json(buf, entry->worker_id);
+	append_worker_and_meta(buf, entry);
 	appendStringInfoChar(buf, '}');
 
 	if (buf->len + PRESENCE_SEQ_MAX_DIGITS + PRESENCE_DIFF_TAIL_BYTES >=
@@ -237,6 +258,7 @@ longest_diff_bytes(const PresenceEntry *entry)
 		strlen(",\"until_ts\":") + decimal_bytes(entry->status_until) +
 		strlen(",\"seq\":") + PRESENCE_SEQ_MAX_DIGITS +
 		strlen(",\"worker_id\":") + json_string_bytes(entry->worker_id) +
+		strlen(",\"meta\":") + strlen(entry->meta) +
 		PRESENCE_DIFF_TAIL_BYTES + 1;
 }
 

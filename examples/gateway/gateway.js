@@ -419,13 +419,14 @@ function enqueue(conn, fn) {
 async function track(conn, again = false) {
   if (conn.closed) return;
   const wid = await worker.ready;
-  await pool.query('SELECT presence_track($1, $2, $3, $4, $5, $6)', [
+  await pool.query('SELECT presence_track($1, $2, $3, $4, $5, $6, $7)', [
     conn.topic,
     conn.fd,
     conn.principal,
     conn.kind,
     conn.agent_id,
     wid,
+    JSON.stringify(metaOf(conn)),
   ]);
   if (wid !== worker.id) {
     // The worker connection died while this call ran. Had the extension
@@ -451,7 +452,34 @@ async function track(conn, again = false) {
     principal: conn.principal,
     kind: conn.kind,
     agent_id: conn.agent_id,
+    meta: metaOf(conn),
     demo: !SECRET,
+  });
+}
+
+// The entry's meta (presence 1.1): the token's display name, if any.
+function metaOf(conn) {
+  return conn.name ? { name: conn.name } : {};
+}
+
+// The page's header counts, from the extension: people (principals with a
+// human connection), the agents acting for them, and connections.
+async function counts(conn, topic, ref) {
+  const r = await pool.query(
+    `SELECT count(*) FILTER (WHERE humans > 0) AS people, coalesce(sum(agents), 0) AS agents,
+            coalesce(sum(connections), 0) AS connections, presence_count_principals($1) AS principals
+       FROM presence_principals($1)`,
+    [topic],
+  );
+  const row = r.rows[0];
+  send(conn, {
+    type: 'counts',
+    topic,
+    people: Number(row.people),
+    agents: Number(row.agents),
+    connections: Number(row.connections),
+    principals: Number(row.principals),
+    ref,
   });
 }
 
@@ -544,6 +572,10 @@ function onMessage(conn, data, isBinary) {
           send(conn, { type: 'ok', op: 'clear_status', ref });
         }).catch((e) => (e instanceof ClientError ? sendError(conn, e.error, e.message, ref) : dbErrorReply(conn, e, ref)));
         return;
+      case 'counts':
+        checkTopic(m.topic);
+        enqueue(conn, () => counts(conn, m.topic, ref)).catch((e) => dbErrorReply(conn, e, ref));
+        return;
       case 'ping':
         send(conn, { type: 'pong', ref });
         return;
@@ -578,6 +610,7 @@ function onConnection(ws, req) {
     principal: who.principal,
     kind: who.kind,
     agent_id: who.agent_id,
+    name: who.name || '',
     worker: null,
     status: null,
     subs: new Map(),

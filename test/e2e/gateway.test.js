@@ -106,7 +106,7 @@ let ctx; // the browser context
 let userDataDir; // a fresh Chromium profile, removed at the end
 const pages = {};
 
-async function openPage(key, gw, user) {
+async function openPage(key, gw, user, name) {
   const page = await ctx.newPage();
   const p = { key, page, gw, user, navigations: 0, requestsAfterReady: [], ready: false, errors: [] };
   page.on('framenavigated', (f) => {
@@ -116,7 +116,8 @@ async function openPage(key, gw, user) {
     if (p.ready) p.requestsAfterReady.push(r.url());
   });
   page.on('pageerror', (e) => p.errors.push(e.message));
-  await page.goto(`${gw.url}/?topic=${encodeURIComponent(TOPIC)}&user=${encodeURIComponent(user)}`);
+  await page.goto(`${gw.url}/?topic=${encodeURIComponent(TOPIC)}&user=${encodeURIComponent(user)}` +
+    (name ? `&name=${encodeURIComponent(name)}` : ''));
   await page.waitForFunction(() => window.presence && window.presence.you && window.presence.seq !== null, null, {
     timeout: 10000,
   });
@@ -319,6 +320,45 @@ test('page C opened mid-way (gateway 2) shows the same members as A', async () =
   );
 });
 
+// The header counts the extension gives (presence_principals), as the
+// page words them; waits until page p shows them, and checks they reached
+// it as the gateway's counts message.
+async function waitCounts(p, timeout = 5000) {
+  const [c] = await sql(
+    `SELECT count(*) FILTER (WHERE humans > 0)::int AS people, coalesce(sum(agents), 0)::int AS agents,
+            coalesce(sum(connections), 0)::int AS connections FROM presence_principals($1)`,
+    [TOPIC],
+  );
+  const n = (v, one, many) => `${v} ${v === 1 ? one : many}`;
+  const want = `${n(c.people, 'person', 'people')} · ${n(c.agents, 'agent', 'agents')} · ${n(c.connections, 'connection', 'connections')}`;
+  await p.page.waitForFunction((w) => document.getElementById('counts').textContent === w, want, { timeout, polling: 10 });
+  const got = await p.page.evaluate(() => window.presence.counts);
+  assert.deepEqual([got.people, got.agents, got.connections], [c.people, c.agents, c.connections]);
+  return want;
+}
+
+test("page D joins with a display name: every page shows it from the entry's meta, and the server's counts", async () => {
+  const d = await openPage('D', gateways['1'], 'dave', 'Dave “D” Ångström');
+  const [row] = await sql('SELECT meta FROM presence_list_global($1) WHERE principal_id = $2', [TOPIC, 'user:dave']);
+  assert.deepEqual(row.meta, { name: 'Dave “D” Ångström' });
+  for (const p of [pages.A, pages.C, d]) {
+    await p.page.waitForFunction(
+      () => {
+        const g = document.querySelector('.group[data-principal="user:dave"] .group-name');
+        return g && g.textContent === 'Dave “D” Ångström';
+      },
+      null,
+      { timeout: 5000, polling: 10 },
+    );
+  }
+  assert.equal(await waitCounts(pages.A), '4 people · 0 agents · 4 connections');
+  await waitCounts(pages.C);
+  await d.page.close();
+  delete pages.D;
+  await waitNoEntry(pages.A, { principal: 'user:dave' });
+  assert.equal(await waitCounts(pages.A), '3 people · 0 agents · 3 connections');
+});
+
 let agent;
 let agentKey;
 let blockedUntil;
@@ -359,6 +399,7 @@ test('the agent joins as agent_for alice (gateway 2), shown under alice, and goe
   await waitEntry(a, { principal: 'user:alice', kind: 'agent_for', agent: 'summarizer-bot' }, 8000);
   const row = (await members(a)).find((r) => r.agent === 'summarizer-bot');
   assert.equal(row.group, 'user:alice', 'the agent is shown under the human it acts for');
+  assert.equal(await waitCounts(a), '3 people · 1 agent · 4 connections', 'the server counts the agent apart');
   agentKey = row.key;
   await waitLog(a, { key: agentKey, kind: 'join', state: 'available' });
   await waitLog(a, { key: agentKey, kind: 'status', state: 'busy', note: 'summarizing thread #1234' });
@@ -705,7 +746,7 @@ test('wire format: a diff on a non-ASCII topic decodes (N counts characters) wit
   const [join, leave] = mine.map((d) => d.diff);
   assert.deepEqual(Object.keys(join), [
     'kind', 'topic', 'principal', 'ekind', 'agent_id', 'fd', 'since', 'state', 'note', 'until_ts', 'seq', 'worker_id',
-    'epoch', ...(SIGNING_KEY ? ['sig'] : []),
+    'meta', 'epoch', ...(SIGNING_KEY ? ['sig'] : []),
   ]);
   if (SIGNING_KEY) assert.ok(mine.every((d) => wire.signedBy(d.json, SIGNING_KEY)), 'signed under the key');
   assert.equal(join.kind, 'join');

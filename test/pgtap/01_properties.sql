@@ -74,7 +74,8 @@ SELECT '{"topic":' || to_json(t)::text
         || ',"state":' || to_json(p.status_state)::text
         || ',"note":' || to_json(p.status_note)::text
         || ',"until_ts":' || p.status_until
-        || ',"worker_id":' || to_json(p.worker_id)::text || '}',
+        || ',"worker_id":' || to_json(p.worker_id)::text
+        || ',"meta":' || p.meta::text || '}',
         ',' ORDER BY p.since_ts, p.worker_id, p.fd), '')
     || '],"epoch":"' || presence_epoch() || '"}'
   FROM tep_presence p WHERE p.topic = t
@@ -137,7 +138,7 @@ SELECT r.i, r.status, octet_length(
          || ',"state":' || to_json(r.state)::text
          || ',"note":' || to_json(r.note)::text
          || ',"until_ts":' || r.until_ts || ',"seq":9223372036854775807,"worker_id":'
-         || to_json(r.worker)::text || ',"epoch":"' || presence_epoch()
+         || to_json(r.worker)::text || ',"meta":{},"epoch":"' || presence_epoch()
          || '","sig":"' || repeat('0', 64) || '"}') AS bytes
   FROM results r;
 SELECT is((SELECT count(*) FROM status_payloads
@@ -175,7 +176,7 @@ SELECT is((SELECT count(*) FROM snaps WHERE snap IS DISTINCT FROM expected), 0::
 SELECT is((SELECT string_agg(DISTINCT json_object_keys, ',')
              FROM snaps, json_array_elements(snap::json -> 'entries') e,
                   json_object_keys(e)), 
-          'agent_id,ekind,fd,note,principal,since,state,topic,until_ts,worker_id',
+          'agent_id,ekind,fd,meta,note,principal,since,state,topic,until_ts,worker_id',
           'snapshot entries have exactly the diff keys minus kind, seq and epoch');
 
 SELECT * FROM finish();

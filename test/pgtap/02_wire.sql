@@ -135,7 +135,7 @@ SELECT row_number() OVER (ORDER BY c.i, k.ord) AS n, c.i, k.kind AS dkind, k.ord
        || ',"until_ts":' || CASE k.ord WHEN 1 THEN 0 ELSE c.until_ts END
        || ',"seq":' || k.ord
        || ',"worker_id":' || to_json(c.worker)::text
-       || ',"epoch":"' || presence_epoch() || '"}' AS payload
+       || ',"meta":{},"epoch":"' || presence_epoch() || '"}' AS payload
   FROM cases c JOIN runs r USING (i),
        (VALUES (1, 'join'), (2, 'status'), (3, 'leave')) AS k(ord, kind);
 
@@ -171,8 +171,8 @@ SELECT is((SELECT count(*) FROM parsed p JOIN cases c USING (i)
           (SELECT count(*) FROM want),
           'every payload''s JSON parses and reads back each string unchanged');
 SELECT is((SELECT string_agg(k, ',') FROM (SELECT json_object_keys(j) k FROM parsed WHERE n = 1) s),
-          'kind,topic,principal,ekind,agent_id,fd,since,state,note,until_ts,seq,worker_id,epoch',
-          'keys in SPEC''s order, then epoch');
+          'kind,topic,principal,ekind,agent_id,fd,since,state,note,until_ts,seq,worker_id,meta,epoch',
+          'keys in SPEC''s order, then meta and epoch');
 SELECT ok((SELECT bool_and(json_typeof(j -> 'fd') = 'number' AND json_typeof(j -> 'since') = 'number'
                        AND json_typeof(j -> 'until_ts') = 'number' AND json_typeof(j -> 'seq') = 'number'
                        AND (j ->> 'seq') !~ '[^0-9]' AND (j ->> 'since') !~ '[^0-9]')

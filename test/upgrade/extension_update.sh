@@ -109,6 +109,10 @@ check "entries and workers before the update" "6 entries, workers gw-conn:bound 
 		FROM tep_presence_worker")"
 BEFORE=$(presence_tables_dump app)
 printf '%s\n' "$BEFORE" >"$OUT/tables-before.txt"
+# A role granted 1.0's presence_track keeps it across the update (the
+# function is replaced by 1.1's, with meta).
+q -d app -c "CREATE ROLE regress_upgrade_app" \
+	-c "GRANT EXECUTE ON FUNCTION presence_track(text, integer, text, text, text, text) TO regress_upgrade_app" >/dev/null
 EXT_OID=$(q -d app -c "SELECT oid FROM pg_extension WHERE extname = 'presence'")
 
 # --- the update -------------------------------------------------------------
@@ -116,9 +120,17 @@ check_cmd "ALTER EXTENSION presence UPDATE" q -d app -c "ALTER EXTENSION presenc
 check "version after the update" "1.1" "$(q -d app -c "SELECT extversion FROM pg_extension WHERE extname = 'presence'")"
 check "pg_extension_update_paths at 1.1" "1.0 -> 1.1: 1.0--1.1
 1.1 -> 1.0: (none)" "$(q -d app -c "$PATHS_SQL")"
-AFTER=$(presence_tables_dump app)
+ENTRY_10_COLUMNS="worker_id, topic, fd, principal_id, kind, agent_id, since_ts, status_state, status_note, status_until"
+AFTER=$(presence_tables_dump app "$ENTRY_10_COLUMNS")
 printf '%s\n' "$AFTER" >"$OUT/tables-after.txt"
-check "entries, workers and seqs unchanged, row for row" "$BEFORE" "$AFTER"
+check "entries (1.0's columns), workers and seqs unchanged, row for row" "$BEFORE" "$AFTER"
+check "every live entry got meta '{}'" "6 6" \
+	"$(q -d app -c "SELECT count(*) || ' ' || count(*) FILTER (WHERE meta = '{}') FROM tep_presence")"
+check "the role granted 1.0's presence_track can execute 1.1's" "t" \
+	"$(q -d app -c "SELECT has_function_privilege('regress_upgrade_app',
+		'presence_track(text, integer, text, text, text, text, jsonb)', 'EXECUTE')")"
+q -d app -c "REVOKE EXECUTE ON FUNCTION presence_track(text, integer, text, text, text, text, jsonb) FROM regress_upgrade_app" \
+	-c "DROP ROLE regress_upgrade_app" >/dev/null
 check "no worker is dead after the update" "0" "$(q -d app -c "SELECT presence_prune_dead_workers()")"
 
 # Updated = fresh: the same member objects, definitions and privileges.
@@ -131,7 +143,7 @@ EXTCONFIG_SQL="SELECT coalesce(extconfig::regclass[]::text, '-') || ' ' || coale
                  FROM pg_extension WHERE extname = 'presence'"
 check "the updated extension's config tables (pg_dump) = a fresh 1.1's" \
 	"$(q -d fresh -c "$EXTCONFIG_SQL")" "$(q -d app -c "$EXTCONFIG_SQL")"
-check "25 member functions after the update (presence_channel, presence_epoch added)" "25" "$(grep -c '^function ' "$OUT/members-updated.txt")"
+check "31 member functions after the update (presence_channel, presence_epoch, and 1.1's meta, history and principals)" "31" "$(grep -c '^function ' "$OUT/members-updated.txt")"
 
 # The 1.1 functions.
 check "the updated database's snapshots carry presence_epoch()" "t" \
@@ -155,7 +167,8 @@ out=$(sess_run a "SELECT presence_track('room:lobby', 3, 'user:alice');
 check "the open session tracks after the update, as gw-conn" "t
 gw-conn" "$(printf '%s\n' "$out" | grep -v '^Asynchronous')"
 sleep 0.3
-notes=$(sess_run a "SELECT;" | grep -c '"topic":"room:lobby".*"seq":7,"worker_id":"gw-conn"')
+# The notification comes with the call's own output, or with the next.
+notes=$(printf '%s\n' "$out" "$(sess_run a "SELECT;")" | grep -c '"topic":"room:lobby".*"seq":7,"worker_id":"gw-conn"')
 check "its diff carries room:lobby seq 7" "1" "$notes"
 # Every diff the session heard, per topic: 1, 2, 3 ... with no gap, across
 # the update.
@@ -165,6 +178,22 @@ room:ops 1 2 3
 $LONG 1" "$(grep -o 'payload ".*" received' "$UPGRADE_SESS_DIR/a.out" |
 	sed -E 's/.*"topic":"([^"]*)".*"seq":([0-9]+).*/\1 \2/' |
 	awk '{s[$1] = s[$1] " " $2} END {for (t in s) print t s[t]}' | LC_ALL=C sort)"
+
+# 1.1's meta on an entry made at 1.0: set in place, carried by the diff.
+sess_run a "SELECT presence_set_meta('room:lobby', 1, '{\"name\": \"Alice\"}');" >"$OUT/a-meta.out"
+check "presence_set_meta on an entry made at 1.0" "t" "$(grep -v '^Asynchronous' "$OUT/a-meta.out")"
+sleep 0.3
+sess_run a "SELECT;" >>"$OUT/a-meta.out"
+check "its status diff carries seq 8 and the meta, last" "1" \
+	"$(grep -c '"kind":"status".*"seq":8,"worker_id":"gw-conn","meta":{"name": "Alice"}}' "$OUT/a-meta.out")"
+# History, on for one session: the leave of an entry made at 1.0.
+q -d app -c "SET presence.history = on" -c "SELECT presence_untrack('room:ops', 7, 'gw-tep')" \
+	-c "SELECT presence_track('room:ops', 7, 'user:dave', 'agent_for', 'triage-bot', worker_id => 'gw-tep')" >/dev/null
+check "history records a session begun at 1.0" "room:ops user:dave triage-bot untrack" \
+	"$(q -d app -c "SELECT topic || ' ' || principal_id || ' ' || agent_id || ' ' || reason FROM presence_history")"
+check "presence_last_seen of a present principal is now" "t" \
+	"$(q -d app -c "SELECT presence_last_seen('user:dave') = trunc(extract(epoch FROM now()))::bigint")"
+q -d app -c "DELETE FROM presence_history" >/dev/null
 
 # Topic delivery, with presence_channel's channel names.
 sess_run a "LISTEN \"presence:room:ops\";
@@ -192,8 +221,8 @@ for _ in $(seq 100); do
 done
 check "background worker: status reset, closed connection's worker and entries pruned" "available 0 0" "$r"
 check "seqs after the worker's diffs" "room:gone 4
-room:lobby 10
-room:ops 7
+room:lobby 11
+room:ops 9
 $LONG 2" "$(q -d app -c "SELECT topic || ' ' || seq FROM presence_topic_seq ORDER BY topic")"
 
 # --- the suites, in the updated database -------------------------------------

@@ -65,7 +65,6 @@ upgrade_setup_fail() {
 # to stay open; a LISTEN session collects notifications): psql reads a
 # FIFO and writes a file.
 UPGRADE_SESS_DIR=
-UPGRADE_SESS_N=0
 
 # sess_open NAME DB
 sess_open() {
@@ -84,7 +83,11 @@ sess_open() {
 sess_run() {
 	local name=$1 sql=$2 fdvar=UPGRADE_SESS_FD_$1 out n i
 	out=$UPGRADE_SESS_DIR/$name.out
-	n=$((++UPGRADE_SESS_N))
+	# The count lives in a file: a call inside $(...) runs in a subshell,
+	# where a variable's increment would be lost and the next call would
+	# wait for (and return) an earlier call's marker.
+	n=$(($(cat "$UPGRADE_SESS_DIR/calls" 2>/dev/null || echo 0) + 1))
+	echo "$n" >"$UPGRADE_SESS_DIR/calls"
 	printf '%s\n\\echo __sess_done_%d\n' "$sql" "$n" >&"${!fdvar}"
 	for ((i = 0; i < 300; i++)); do
 		grep -qx "__sess_done_$n" "$out" && break
@@ -186,9 +189,10 @@ SELECT pg_describe_object(d.classid, d.objid, 0) || ' | ' ||
    AND e.extname = 'presence'
  ORDER BY 1"
 
-# presence_tables_dump DB: every row of the three tables, in key order.
+# presence_tables_dump DB [ENTRY_COLUMNS]: every row of the three tables, in
+# key order (of tep_presence, the columns given; all by default).
 presence_tables_dump() {
-	q -d "$1" -c "SELECT 'entry', t.* FROM tep_presence t ORDER BY topic, worker_id, fd" \
+	q -d "$1" -c "SELECT 'entry', ${2:-t.*} FROM tep_presence t ORDER BY topic, worker_id, fd" \
 		-c "SELECT 'worker', w.* FROM tep_presence_worker w ORDER BY worker_id" \
 		-c "SELECT 'seq', s.* FROM presence_topic_seq s ORDER BY topic"
 }

@@ -5,6 +5,7 @@
 //   payload = { "sub": "user:alice",             principal_id (the human)
 //               "kind": "human" | "agent_for",    default "human"
 //               "agent": "summarizer-bot",        agent_id, agent_for only
+//               "name": "Alice Martin",           optional display name (meta)
 //               "exp": 1767225600 }               optional, epoch seconds
 //
 // With PRESENCE_TOKEN_SECRET set the gateway accepts only signed, unexpired
@@ -24,7 +25,7 @@ function sign(payload, secret) {
 
 class TokenError extends Error {}
 
-// verify(token, secret, now) -> { principal, kind, agent_id }; throws TokenError.
+// verify(token, secret, now) -> { principal, kind, agent_id[, name] }; throws TokenError.
 function verify(token, secret, now = Math.floor(Date.now() / 1000)) {
   if (typeof token !== 'string' || token.length === 0) throw new TokenError('missing token');
   if (token.length > 4096) throw new TokenError('token too long');
@@ -54,7 +55,16 @@ function verify(token, secret, now = Math.floor(Date.now() / 1000)) {
   if (kind === 'agent_for' && agent === '') throw new TokenError('agent_for token needs an agent');
   if (kind === 'human' && agent !== '') throw new TokenError('human token cannot name an agent');
   if (p.exp !== undefined && (!Number.isFinite(p.exp) || p.exp < now)) throw new TokenError('token expired');
-  return { principal: p.sub, kind, agent_id: agent };
+  const who = { principal: p.sub, kind, agent_id: agent };
+  if (p.name !== undefined) who.name = displayName(p.name);
+  return who;
+}
+
+// The optional "name" claim: a display name, kept in the entry's meta.
+function displayName(name) {
+  if (typeof name !== 'string' || name.trim() === '') throw new TokenError('token name must be a non-empty string');
+  if ([...name].length > 64) throw new TokenError('token name is over 64 characters');
+  return name.trim();
 }
 
 module.exports = { sign, verify, TokenError };

@@ -24,6 +24,12 @@
 
   const keyOf = (e) => `${e.worker_id}/${e.fd}`;
   const nameOf = (principal) => principal.replace(/^(user|human|u):/, '');
+  // A principal's display name: the "name" in the meta of its newest human
+  // entry (presence 1.1), else its id without the prefix.
+  const displayOf = (principal, humans) => {
+    const named = humans.filter((e) => e.meta && typeof e.meta.name === 'string').sort((a, b) => b.since - a.since);
+    return named.length ? named[0].meta.name : nameOf(principal);
+  };
   const nowS = () => Date.now() / 1000;
 
   function b64url(str) {
@@ -144,21 +150,18 @@
     const order = [...groups.keys()].sort((a, b) => (a === mine ? -1 : b === mine ? 1 : a.localeCompare(b)));
     const root = $('members');
     root.replaceChildren();
-    let humans = 0;
-    let agents = 0;
     for (const p of order) {
       const g = groups.get(p);
       const bySince = (a, b) => a.since - b.since || (a.worker_id < b.worker_id ? -1 : 1) || a.fd - b.fd;
       g.humans.sort(bySince);
       g.agents.sort((a, b) => a.agent_id.localeCompare(b.agent_id) || bySince(a, b));
-      if (g.humans.length) humans++;
-      agents += g.agents.length;
       const sec = el('section', `group${g.humans.length ? '' : ' away'}`);
       sec.dataset.principal = p;
       const head = el('div', 'group-head');
-      const av = el('span', 'avatar', nameOf(p).slice(0, 1).toUpperCase() || '?');
+      const shown = displayOf(p, g.humans);
+      const av = el('span', 'avatar', shown.slice(0, 1).toUpperCase() || '?');
       av.style.background = `hsl(${hue(p)} 55% 48%)`;
-      head.append(av, el('span', 'group-name', nameOf(p)), el('span', 'group-principal', p));
+      head.append(av, el('span', 'group-name', shown), el('span', 'group-principal', p));
       if (p === mine) head.append(el('span', 'tag you', 'you'));
       if (!g.humans.length) head.append(el('span', 'tag absent', 'not connected'));
       if (g.humans.length > 1) head.append(el('span', 'tag absent', `${g.humans.length} tabs`));
@@ -170,9 +173,32 @@
       root.append(sec);
     }
     $('empty').hidden = state.entries.size > 0 || state.seq === null;
-    $('counts').textContent =
-      `${humans} ${humans === 1 ? 'person' : 'people'} · ${agents} agent${agents === 1 ? '' : 's'} · ${state.entries.size} connection${state.entries.size === 1 ? '' : 's'}`;
+    askCounts();
     renderMe();
+  }
+
+  // The header counts come from the server (presence_principals), asked
+  // for after each change the page applies, at most one request in flight.
+  let countsAsked = false;
+  let countsAgain = false;
+  function askCounts() {
+    if (countsAsked) {
+      countsAgain = true;
+      return;
+    }
+    countsAsked = true;
+    send({ type: 'counts', topic: state.topic });
+  }
+  function onCounts(m) {
+    if (m.topic !== state.topic) return;
+    state.counts = m;
+    const n = (k, one, many) => `${m[k]} ${m[k] === 1 ? one : many}`;
+    $('counts').textContent = `${n('people', 'person', 'people')} · ${n('agents', 'agent', 'agents')} · ${n('connections', 'connection', 'connections')}`;
+    countsAsked = false;
+    if (countsAgain) {
+      countsAgain = false;
+      askCounts();
+    }
   }
 
   function renderMe() {
@@ -245,6 +271,7 @@
     ws.onopen = () => {
       state.stats.connects++;
       attempt = 0;
+      countsAsked = countsAgain = false;
       send({ type: 'subscribe', topic: state.topic });
     };
     ws.onmessage = (ev) => {
@@ -268,6 +295,9 @@
         case 'diff':
           onDiff(m);
           break;
+        case 'counts':
+          onCounts(m);
+          break;
         case 'feed':
           if (m.topic === state.topic && !m.live) {
             state.seq = null;
@@ -275,6 +305,7 @@
           }
           break;
         case 'error':
+          countsAsked = false; // a refused counts request must not block the next
           showError(`${m.error}: ${m.message}`, m.error === 'unauthorized');
           break;
         default:
@@ -344,6 +375,8 @@
         return;
       }
       const payload = { sub: user.includes(':') ? user : `user:${user}` };
+      const name = (params.get('name') || (user.includes(':') ? '' : user)).trim();
+      if (name) payload.name = name;
       const agent = (params.get('agent') || '').trim();
       if (agent) Object.assign(payload, { kind: 'agent_for', agent });
       tok = b64url(JSON.stringify(payload));

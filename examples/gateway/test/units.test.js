@@ -35,6 +35,20 @@ test('tokens: demo mode accepts unsigned tokens but still checks their shape', (
   }
 });
 
+test('tokens: an optional display name (the entry\'s meta), checked', () => {
+  assert.deepEqual(token.verify(token.sign({ sub: 'user:ann', name: ' Ann Lee ' }, ''), ''),
+    { principal: 'user:ann', kind: 'human', agent_id: '', name: 'Ann Lee' });
+  assert.equal(token.verify(token.sign({ sub: 'user:ann', name: '☕'.repeat(64) }, ''), '').name, '☕'.repeat(64));
+  for (const name of ['', '  ', 7, null, ['a'], 'x'.repeat(65)]) {
+    assert.throws(() => token.verify(token.sign({ sub: 'user:ann', name }, ''), ''), token.TokenError, `accepted ${name}`);
+  }
+});
+
+test('wire: a 1.1 diff (meta after worker_id) decodes with its meta', () => {
+  const spec = '19:presence:room:lobby{"kind":"status","topic":"room:lobby","principal":"user:42","ekind":"human","agent_id":"","fd":5,"since":1716392400,"state":"available","note":"","until_ts":0,"seq":2,"worker_id":"gw-1","meta":{"name": "Ann \\"A\\"", "tags": [1, null]},"epoch":"72f97ee5803b6d4f"}';
+  assert.deepEqual(wire.decodePresence(spec).diff.meta, { name: 'Ann "A"', tags: [1, null] });
+});
+
 test('wire: decode counts characters, not bytes or UTF-16 units', () => {
   const diff = { kind: 'join', topic: 'r:☕𝄞', principal: 'p', ekind: 'human', agent_id: '', fd: 1, since: 1,
     state: 'available', note: '{"x":1}', until_ts: 0, seq: 7, worker_id: 'w', epoch: '0123456789abcdef' };

@@ -32,7 +32,7 @@ our @EXPORT = qw(
 );
 
 our @DIFF_KEYS = qw(kind topic principal ekind agent_id fd since state note
-  until_ts seq worker_id epoch);
+  until_ts seq worker_id meta epoch);
 
 my $json = JSON::PP->new;
 
