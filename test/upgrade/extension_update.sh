@@ -184,8 +184,8 @@ sess_run a "SELECT presence_set_meta('room:lobby', 1, '{\"name\": \"Alice\"}');"
 check "presence_set_meta on an entry made at 1.0" "t" "$(grep -v '^Asynchronous' "$OUT/a-meta.out")"
 sleep 0.3
 sess_run a "SELECT;" >>"$OUT/a-meta.out"
-check "its status diff carries seq 8 and the meta, last" "1" \
-	"$(grep -c '"kind":"status".*"seq":8,"worker_id":"gw-conn","meta":{"name": "Alice"}}' "$OUT/a-meta.out")"
+check "its status diff carries seq 8 and the meta, then the epoch" "1" \
+	"$(grep -cE '"kind":"status".*"seq":8,"worker_id":"gw-conn","meta":\{"name": "Alice"\},"epoch":"[0-9a-f]{16}"\}' "$OUT/a-meta.out")"
 # History, on for one session: the leave of an entry made at 1.0.
 q -d app -c "SET presence.history = on" -c "SELECT presence_untrack('room:ops', 7, 'gw-tep')" \
 	-c "SELECT presence_track('room:ops', 7, 'user:dave', 'agent_for', 'triage-bot', worker_id => 'gw-tep')" >/dev/null
