@@ -398,8 +398,9 @@ static void
 run_ddl(const char *format, const char *schema, const char *partition,
 		int64 from, int64 to)
 {
+	/* long long: PostgreSQL 19 has no INT64_MODIFIER for a %n$ format */
 	char	   *sql = psprintf(format, schema, quote_identifier(partition),
-							   from, to);
+							   (long long) from, (long long) to);
 
 	if (SPI_execute(sql, false, 0) < 0)
 		elog(ERROR, "presence: could not maintain history: %s", sql);
@@ -430,11 +431,11 @@ ensure_day(Oid namespace, Oid default_oid, const char *schema, int64 day)
 	run_ddl("CREATE TABLE %1$s.%2$s (LIKE %1$s.presence_history)",
 			schema, name, from, to);
 	run_ddl("WITH moved AS (DELETE FROM %1$s.presence_history_default"
-			" WHERE left_ts" GE "%3$" INT64_MODIFIER "d AND left_ts" LT "%4$" INT64_MODIFIER "d"
+			" WHERE left_ts" GE "%3$lld AND left_ts" LT "%4$lld"
 			" RETURNING *) INSERT INTO %1$s.%2$s SELECT * FROM moved",
 			schema, name, from, to);
 	run_ddl("ALTER TABLE %1$s.presence_history ATTACH PARTITION %1$s.%2$s"
-			" FOR VALUES FROM (%3$" INT64_MODIFIER "d) TO (%4$" INT64_MODIFIER "d)",
+			" FOR VALUES FROM (%3$lld) TO (%4$lld)",
 			schema, name, from, to);
 }
 
