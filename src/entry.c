@@ -45,23 +45,37 @@ PG_FUNCTION_INFO_V1(presence_entry_is_valid);
 	" VALUES ($1, $2, $3, $4, $5, $6, $7)" \
 	" ON CONFLICT (topic, worker_id, fd) DO NOTHING"
 
-/* Track for a registered worker ($8 and $9 unused). */
+/* Track for a registered worker ($8 to $10 unused). */
 static PresenceQuery track_query = {
 	PRESENCE_CHANGE_ONE(TRACK_INSERT),
-	9, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
-	INT4OID, TIMESTAMPTZOID}
+	10, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
+	INT4OID, TIMESTAMPTZOID, OIDOID}
 };
 
-/* Track that registers the worker first, in the same statement. */
+/*
+ * Track that registers the worker first, in the same statement, owned by
+ * the caller ($10).
+ */
+#define TRACK_REGISTERING(owner_column, owner) \
+	PRESENCE_CHANGE_ONE("WITH registered AS (" \
+						" INSERT INTO %1$s.tep_presence_worker" \
+						" (worker_id, last_seen_ts, backend_pid, backend_start" \
+						owner_column ")" \
+						" VALUES ($1, $7, $8, $9" owner ")" \
+						" ON CONFLICT (worker_id) DO NOTHING) " \
+						TRACK_INSERT)
+
 static PresenceQuery track_registering_query = {
-	PRESENCE_CHANGE_ONE("WITH registered AS ("
-						" INSERT INTO %1$s.tep_presence_worker"
-						" (worker_id, last_seen_ts, backend_pid, backend_start)"
-						" VALUES ($1, $7, $8, $9)"
-						" ON CONFLICT (worker_id) DO NOTHING) "
-						TRACK_INSERT),
-	9, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
-	INT4OID, TIMESTAMPTZOID}
+	TRACK_REGISTERING(", owner", ", $10"),
+	10, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
+	INT4OID, TIMESTAMPTZOID, OIDOID}
+};
+
+/* The same in a 1.0 installation, whose workers have no owner. */
+static PresenceQuery track_registering_unowned_query = {
+	TRACK_REGISTERING("", ""),
+	10, {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
+	INT4OID, TIMESTAMPTZOID, OIDOID}
 };
 
 static PresenceQuery untrack_query = {
@@ -175,15 +189,17 @@ presence_entry_is_valid(PG_FUNCTION_ARGS)
 
 /*
  * presence_track(topic, fd, principal_id, kind, agent_id, worker_id):
- * adds the entry and emits a join diff; false when it already exists.
+ * adds the entry and emits a join diff; false when it already exists.  A
+ * worker seen for the first time is registered, owned by the caller.
  */
 Datum
 presence_track(PG_FUNCTION_ARGS)
 {
 	PresenceEntry entry;
-	Datum		values[9];
-	char		nulls[9];		/* SPI's ' ' / 'n' flags, not a string */
+	Datum		values[10];
+	char		nulls[10];		/* SPI's ' ' / 'n' flags, not a string */
 	const char *violation;
+	PresenceQuery *query = &track_query;
 	bool		added;
 
 	entry.topic = presence_topic_arg(fcinfo, 0);
@@ -226,19 +242,21 @@ presence_track(PG_FUNCTION_ARGS)
 	}
 	else
 		nulls[7] = nulls[8] = 'n';
+	values[9] = ObjectIdGetDatum(presence_caller());
 
 	presence_spi_connect();
-	added = presence_change_one(PRESENCE_DIFF_JOIN,
-								presence_worker_registered(entry.worker_id) ?
-								&track_query : &track_registering_query,
-								values, nulls);
+	if (!presence_use_worker(entry.worker_id))
+		query = presence_worker_owner_attnum() != InvalidAttrNumber ?
+			&track_registering_query : &track_registering_unowned_query;
+	added = presence_change_one(PRESENCE_DIFF_JOIN, query, values, nulls);
 	SPI_finish();
 	PG_RETURN_BOOL(added);
 }
 
 /*
  * Change one (topic, worker, fd) entry with a query whose first three
- * parameters are those, emitting a diff of the given kind.
+ * parameters are those, emitting a diff of the given kind, if the caller
+ * may act on the worker.
  */
 static bool
 change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
@@ -254,6 +272,7 @@ change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
 		values[3 + i] = extra[i];
 
 	presence_spi_connect();
+	(void) presence_use_worker(worker_id);
 	changed = presence_change_one(kind, query, values, NULL);
 	SPI_finish();
 	return changed;
@@ -275,7 +294,7 @@ presence_untrack(PG_FUNCTION_ARGS)
 
 /*
  * Drop every entry of a worker (or of one of its fds) in its own SPI
- * connection.
+ * connection, if the caller may act on the worker.
  */
 static int
 drop_all_entries(const char *worker_id, int32 fd)
@@ -283,6 +302,7 @@ drop_all_entries(const char *worker_id, int32 fd)
 	int			total;
 
 	presence_spi_connect();
+	(void) presence_use_worker(worker_id);
 	total = presence_drop_entries(worker_id, fd);
 	SPI_finish();
 	return total;

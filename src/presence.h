@@ -125,6 +125,7 @@ typedef enum PresenceTable
 } PresenceTable;
 
 extern Oid	presence_table(PresenceTable which);
+extern AttrNumber presence_worker_owner_attnum(void);
 extern bool presence_find_by_key(Relation rel, Relation index, const char *key,
 								 Snapshot snapshot, TupleTableSlot *slot);
 extern void presence_spi_connect(void);
@@ -176,6 +177,9 @@ extern int64 presence_now_s(void);
 extern const char *presence_connection_worker(void);
 extern bool presence_is_connection_worker(const char *worker_id);
 extern char *presence_worker_arg(FunctionCallInfo fcinfo, int argno);
+extern Oid	presence_caller(void);
+extern void presence_check_connection_id(const char *worker_id);
+extern void presence_check_worker_owner(const char *worker_id, Oid owner);
 extern void presence_watch_connection_exit(void);
 
 /* change.c */
@@ -195,7 +199,7 @@ extern int	presence_drop_entries(const char *worker_id, int32 fd);
 extern int	presence_sweep_batch(int limit, bool skip_locked, bool *more);
 
 /* liveness.c */
-extern bool presence_worker_registered(const char *worker_id);
+extern bool presence_use_worker(const char *worker_id);
 extern int	presence_prune_batch(int limit, bool check_bound_backends,
 								 bool skip_locked, bool *more);
 

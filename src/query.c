@@ -37,6 +37,7 @@ static const char *const presence_table_names[PRESENCE_TABLE_COUNT] = {
 static char *schema_prefix = NULL;
 static Oid	extension_oid = InvalidOid;
 static Oid	table_oids[PRESENCE_TABLE_COUNT];
+static AttrNumber owner_attnum = InvalidAttrNumber;
 static uint64 plan_generation = 1;
 static bool callback_registered = false;
 
@@ -121,6 +122,7 @@ presence_lookup_schema(void)
 	for (int i = 0; i < PRESENCE_TABLE_COUNT; i++)
 		table_oids[i] = get_relname_relid(presence_table_names[i],
 										  namespace_oid);
+	owner_attnum = get_attnum(table_oids[PRESENCE_WORKERS], "owner");
 
 	if (!callback_registered)
 	{
@@ -152,6 +154,19 @@ presence_table(PresenceTable which)
 	if (schema_prefix == NULL)
 		presence_lookup_schema();
 	return table_oids[which];
+}
+
+/*
+ * The column number of tep_presence_worker.owner, or InvalidAttrNumber
+ * while the installation is still at 1.0 (the library is upgraded before
+ * ALTER EXTENSION UPDATE): then workers have no owners, as in 1.0.
+ */
+AttrNumber
+presence_worker_owner_attnum(void)
+{
+	if (schema_prefix == NULL)
+		presence_lookup_schema();
+	return owner_attnum;
 }
 
 /*
