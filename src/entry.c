@@ -12,6 +12,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -54,7 +55,8 @@ static PresenceQuery track_query = {
 
 /*
  * Track that registers the worker first, in the same statement, owned by
- * the caller ($10).
+ * the caller ($10).  Nothing is tracked if the worker was registered by
+ * another session meanwhile (the insert waited for it and found its row).
  */
 #define TRACK_REGISTERING(owner_column, owner) \
 	PRESENCE_CHANGE_ONE("WITH registered AS (" \
@@ -62,8 +64,13 @@ static PresenceQuery track_query = {
 						" (worker_id, last_seen_ts, backend_pid, backend_start" \
 						owner_column ")" \
 						" VALUES ($1, $7, $8, $9" owner ")" \
-						" ON CONFLICT (worker_id) DO NOTHING) " \
-						TRACK_INSERT)
+						" ON CONFLICT (worker_id) DO NOTHING RETURNING true)" \
+						" INSERT INTO %1$s.tep_presence" \
+						" (worker_id, topic, fd, principal_id, kind, agent_id," \
+						" since_ts)" \
+						" SELECT $1, $2, $3, $4, $5, $6, $7" \
+						" WHERE EXISTS (SELECT FROM registered)" \
+						" ON CONFLICT (topic, worker_id, fd) DO NOTHING")
 
 static PresenceQuery track_registering_query = {
 	TRACK_REGISTERING(", owner", ", $10"),
@@ -188,6 +195,28 @@ presence_entry_is_valid(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Track for a worker the probe did not find, registering it.  When another
+ * session registered it first (nothing tracked, or an orphan entry was
+ * already there), the worker is checked again as committed, and the entry
+ * tracked as for a registered worker: a role racing another for a new id
+ * never adds an entry to the other's worker.
+ */
+static bool
+track_registering(const char *worker_id, Datum *values, const char *nulls)
+{
+	bool		unowned = presence_worker_owner_attnum() == InvalidAttrNumber;
+
+	if (presence_change_one(PRESENCE_DIFF_JOIN,
+							unowned ? &track_registering_unowned_query :
+							&track_registering_query, values, nulls))
+		return true;
+	PushActiveSnapshot(GetLatestSnapshot());
+	(void) presence_use_worker(worker_id);
+	PopActiveSnapshot();
+	return presence_change_one(PRESENCE_DIFF_JOIN, &track_query, values, nulls);
+}
+
+/*
  * presence_track(topic, fd, principal_id, kind, agent_id, worker_id):
  * adds the entry and emits a join diff; false when it already exists.  A
  * worker seen for the first time is registered, owned by the caller.
@@ -199,7 +228,6 @@ presence_track(PG_FUNCTION_ARGS)
 	Datum		values[10];
 	char		nulls[10];		/* SPI's ' ' / 'n' flags, not a string */
 	const char *violation;
-	PresenceQuery *query = &track_query;
 	bool		added;
 
 	entry.topic = presence_topic_arg(fcinfo, 0);
@@ -245,10 +273,11 @@ presence_track(PG_FUNCTION_ARGS)
 	values[9] = ObjectIdGetDatum(presence_caller());
 
 	presence_spi_connect();
-	if (!presence_use_worker(entry.worker_id))
-		query = presence_worker_owner_attnum() != InvalidAttrNumber ?
-			&track_registering_query : &track_registering_unowned_query;
-	added = presence_change_one(PRESENCE_DIFF_JOIN, query, values, nulls);
+	if (presence_use_worker(entry.worker_id))
+		added = presence_change_one(PRESENCE_DIFF_JOIN, &track_query, values,
+									nulls);
+	else
+		added = track_registering(entry.worker_id, values, nulls);
 	SPI_finish();
 	PG_RETURN_BOOL(added);
 }
