@@ -116,9 +116,22 @@ check_cmd "ALTER EXTENSION presence UPDATE" q -d app -c "ALTER EXTENSION presenc
 check "version after the update" "1.1" "$(q -d app -c "SELECT extversion FROM pg_extension WHERE extname = 'presence'")"
 check "pg_extension_update_paths at 1.1" "1.0 -> 1.1: 1.0--1.1
 1.1 -> 1.0: (none)" "$(q -d app -c "$PATHS_SQL")"
-AFTER=$(presence_tables_dump app)
+# 1.1 adds tep_presence_worker.owner: the rows compared are 1.0's columns.
+AFTER=$(UPGRADE_WORKER_COLUMNS="worker_id, last_seen_ts, backend_pid, backend_start, lease, lease_until" \
+	presence_tables_dump app)
 printf '%s\n' "$AFTER" >"$OUT/tables-after.txt"
 check "entries, workers and seqs unchanged, row for row" "$BEFORE" "$AFTER"
+# Owners of the 1.0 rows: a connection-bound worker whose backend runs
+# belongs to that backend's role; leased and heartbeat rows have none
+# (anyone granted the functions may use them, as in 1.0, until
+# presence_worker_start registers them again).
+check "owners after the update: the live bound worker's role, else none" \
+	"gw-conn:postgres gw-lease:- gw-tep:- tep-1:-" \
+	"$(q -d app -c "SELECT string_agg(worker_id || ':' || coalesce(owner::text, '-'), ' ' ORDER BY worker_id)
+		FROM tep_presence_worker")"
+check "a new row's owner defaults to its writer's role" "t" \
+	"$(q -d app -c "BEGIN" -c "INSERT INTO tep_presence_worker (worker_id, last_seen_ts) VALUES ('tep-default', 1)" \
+		-c "SELECT owner::text = current_user FROM tep_presence_worker WHERE worker_id = 'tep-default'" -c "ROLLBACK")"
 check "no worker is dead after the update" "0" "$(q -d app -c "SELECT presence_prune_dead_workers()")"
 
 # Updated = fresh: the same member objects, definitions and privileges.

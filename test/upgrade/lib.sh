@@ -186,10 +186,12 @@ SELECT pg_describe_object(d.classid, d.objid, 0) || ' | ' ||
    AND e.extname = 'presence'
  ORDER BY 1"
 
-# presence_tables_dump DB: every row of the three tables, in key order.
+# presence_tables_dump DB: every row of the three tables, in key order
+# (of tep_presence_worker, the columns UPGRADE_WORKER_COLUMNS names, all by
+# default).
 presence_tables_dump() {
 	q -d "$1" -c "SELECT 'entry', t.* FROM tep_presence t ORDER BY topic, worker_id, fd" \
-		-c "SELECT 'worker', w.* FROM tep_presence_worker w ORDER BY worker_id" \
+		-c "SELECT 'worker', ${UPGRADE_WORKER_COLUMNS:-w.*} FROM tep_presence_worker w ORDER BY worker_id" \
 		-c "SELECT 'seq', s.* FROM presence_topic_seq s ORDER BY topic"
 }
 
