@@ -28,11 +28,14 @@ int			presence_stalled_listener_timeout_ms = 0;
 
 /*
  * Counts exits of backends that registered a connection-bound worker, so the
- * background worker checks backend liveness only after one has gone.
+ * background worker checks backend liveness only after one has gone; and
+ * whether the background worker last exited because it was asked to
+ * (SIGTERM), which its launcher reads to leave it stopped.
  */
 typedef struct PresenceShared
 {
 	pg_atomic_uint64 bound_worker_exits;
+	pg_atomic_uint32 worker_stopped;
 } PresenceShared;
 
 static PresenceShared *presence_shared = NULL;
@@ -108,7 +111,10 @@ presence_shmem_startup(void)
 	presence_shared = ShmemInitStruct("presence", sizeof(PresenceShared),
 									  &found);
 	if (!found)
+	{
 		pg_atomic_init_u64(&presence_shared->bound_worker_exits, 0);
+		pg_atomic_init_u32(&presence_shared->worker_stopped, 0);
+	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -131,6 +137,24 @@ presence_bound_worker_exits(void)
 	if (presence_shared == NULL)
 		return 0;
 	return pg_atomic_read_u64(&presence_shared->bound_worker_exits);
+}
+
+/*
+ * Set when the background worker exits on request, cleared by the launcher
+ * before it starts one.
+ */
+void
+presence_set_worker_stopped(bool stopped)
+{
+	if (presence_shared != NULL)
+		pg_atomic_write_u32(&presence_shared->worker_stopped, stopped ? 1 : 0);
+}
+
+bool
+presence_worker_stopped(void)
+{
+	return presence_shared != NULL &&
+		pg_atomic_read_u32(&presence_shared->worker_stopped) != 0;
 }
 
 static void

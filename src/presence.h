@@ -6,7 +6,7 @@
  * file includes just this header):
  *
  *	 presence.c   module init: GUCs, shared memory, callbacks, bgworker
- *	 bgworker.c   the background worker's ticks
+ *	 bgworker.c   the background worker's ticks, and its launcher
  *	 notify_guard.c  its watch on the NOTIFY queue (stalled listeners)
  *	 entry.c      SQL functions of Tep's surface (track, status, lists...)
  *	 liveness.c   SQL functions of workers, and pruning the dead
@@ -62,6 +62,8 @@ typedef enum PresenceDelivery
 /* Shared memory kept only when preloaded (presence.c). */
 extern void presence_note_bound_worker_exit(void);
 extern uint64 presence_bound_worker_exits(void);
+extern void presence_set_worker_stopped(bool stopped);
+extern bool presence_worker_stopped(void);
 
 /*
  * A query against the extension's tables, prepared once per backend.  The
@@ -208,6 +210,7 @@ extern void presence_watch_notify_queue(void);
 
 /* bgworker.c */
 extern void presence_register_bgworker(void);
+extern PGDLLEXPORT void presence_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void presence_bgworker_main(Datum main_arg);
 
 #endif							/* PRESENCE_H */
