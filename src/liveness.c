@@ -415,15 +415,15 @@ presence_heartbeat(PG_FUNCTION_ARGS)
 					 values, NULL, false, 0);
 	if (SPI_processed > 0)
 	{
+		HeapTuple	row = SPI_tuptable->vals[0];
 		bool		isnull;
+		Oid			owner;
 
-		was_alive = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1,
+		was_alive = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 1,
 											   &isnull));
-		presence_check_worker_owner(worker_id,
-									DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-																   SPI_tuptable->tupdesc,
-																   2, &isnull)));
+		owner = DatumGetObjectId(SPI_getbinval(row, SPI_tuptable->tupdesc, 2,
+											   &isnull));
+		presence_check_worker_owner(worker_id, isnull ? InvalidOid : owner);
 	}
 	else if (presence_is_connection_worker(worker_id))
 	{

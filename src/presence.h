@@ -17,8 +17,8 @@
  *	 wire.c       Tep's wire format (pure encoding)
  *	 compat.h     shims for the server API calls that differ by major
  *
- * entry.c asks liveness.c whether a worker is registered; liveness.c never
- * calls entry.c.
+ * entry.c asks liveness.c whether a worker is registered and may be used
+ * by the caller; liveness.c never calls entry.c.
  */
 #ifndef PRESENCE_H
 #define PRESENCE_H
