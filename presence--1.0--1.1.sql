@@ -213,3 +213,26 @@ REVOKE ALL ON FUNCTION
     presence_principals(text),
     presence_count_principals(text)
     FROM PUBLIC;
+
+-- Worker ownership.  A worker id belongs to the role that registered it
+-- (presence_worker_start, or the first presence_track of the id): only that
+-- role, the roles that have its privileges (pg_has_role ... 'USAGE') and
+-- superusers may act on it through the functions; others get 42501.  A row
+-- Tep writes directly is owned by the role that writes it (the default).
+-- NULL: no owner, any role granted the functions may use the worker, as in
+-- 1.0; presence_worker_start gives it one.  Role names are kept as regrole
+-- (the role's oid), so a renamed role keeps its workers.
+ALTER TABLE tep_presence_worker ADD COLUMN owner pg_catalog.regrole;
+
+-- The rows of a 1.0 installation: a connection-bound worker whose backend
+-- still runs belongs to that backend's role (the role that registered it);
+-- the others (leased, heartbeat rows) have no owner until
+-- presence_worker_start registers them again.
+UPDATE tep_presence_worker AS w
+   SET owner = a.usesysid
+  FROM pg_catalog.pg_stat_get_activity(NULL) AS a
+ WHERE a.pid OPERATOR(pg_catalog.=) w.backend_pid
+   AND a.backend_start OPERATOR(pg_catalog.=) w.backend_start;
+
+ALTER TABLE tep_presence_worker ALTER COLUMN owner
+    SET DEFAULT pg_catalog.quote_ident(CURRENT_USER)::pg_catalog.regrole;

@@ -12,7 +12,9 @@ CREATE SCHEMA regress_capture AUTHORIZATION regress_capture_app;
 INSERT INTO tep_presence_worker (worker_id, last_seen_ts, backend_pid, backend_start, lease, lease_until) VALUES
   ('cap-dead-tep', 1, NULL, NULL, NULL, NULL),
   ('cap-dead-bound', 1, pg_backend_pid(), '2000-01-01', NULL, NULL),
-  ('cap-dead-lease', 1, NULL, NULL, '1 s', now() - interval '1 s');
+  ('cap-dead-lease', 1, NULL, NULL, '1 s', now() - interval '1 s'),
+  -- another role's dead worker, which worker_start takes over below
+  ('cap-takeover', 1, NULL, NULL, '1 s', now() - interval '1 s');
 INSERT INTO tep_presence (worker_id, topic, fd, principal_id, since_ts) VALUES
   ('cap-dead-tep', 't3', 1, 'u', 1), ('cap-dead-bound', 't3', 2, 'u', 1),
   ('cap-dead-lease', 't3', 3, 'u', 1), ('cap-orphan', 't3', 4, 'u', 1);
@@ -60,12 +62,18 @@ CREATE FUNCTION regress_capture.unnest(text[]) RETURNS SETOF text LANGUAGE plpgs
 CREATE FUNCTION regress_capture.unnest(bigint[]) RETURNS SETOF bigint LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured unnest'; END$$;
 CREATE FUNCTION regress_capture.clock_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured clock'; END$$;
 CREATE FUNCTION regress_capture.pg_stat_get_activity(integer) RETURNS SETOF record LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured activity'; END$$;
+CREATE FUNCTION regress_capture.pg_has_role(oid, oid, text) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured pg_has_role'; END$$;
 CREATE TEMP TABLE tep_presence (x int);
 CREATE TEMP TABLE tep_presence_worker (x int);
 CREATE TEMP TABLE presence_topic_seq (x int);
 CREATE TEMP TABLE presence_history (x int);
 CREATE TEMP TABLE presence_history_default (x int);
 SET search_path = regress_capture, pg_temp, public, pg_catalog;
+SELECT presence_worker_start('cap');
+-- Registering again (the owner's check on the conflicting row), taking a
+-- dead worker of another role over, and a track that registers its worker.
+SELECT presence_worker_start('cap'), presence_worker_start('cap-takeover', '1 hour');
+SELECT presence_track('t2', 9, 'u', worker_id => 'cap-new'), presence_worker_stop('cap-new'), presence_worker_stop('cap-takeover');
 SELECT presence_worker_start('cap');
 SELECT presence_worker_start('lease', '1 hour');
 SELECT presence_heartbeat('lease'), presence_heartbeat();

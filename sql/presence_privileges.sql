@@ -211,9 +211,196 @@ SELECT (SELECT count(*) FROM regress_evil.tep_presence)
 -- Clean up.
 DROP TABLE pg_temp.tep_presence, pg_temp.presence_topic_seq;
 DROP SCHEMA regress_evil CASCADE;
+
+----------------------------------------------------------------------------
+-- Worker ownership: a worker id belongs to the role that registered it.
+-- Another role naming it in a change gets 42501 and changes nothing; the
+-- owner's members (with its privileges), superusers and roles writing the
+-- tables directly may.  Reads (list, count, find_entry) are not checked:
+-- list_global, the snapshot and every NOTIFY show all workers' entries
+-- to any role anyway.
+----------------------------------------------------------------------------
+DELETE FROM tep_presence;
+DELETE FROM tep_presence_worker;
+CREATE ROLE regress_presence_gw1 IN ROLE regress_presence_app;
+CREATE ROLE regress_presence_gw2 IN ROLE regress_presence_app;
+CREATE ROLE regress_presence_gw1_member IN ROLE regress_presence_gw1;
+CREATE ROLE regress_presence_gw1_noinherit NOINHERIT IN ROLE regress_presence_gw1;
+CREATE ROLE regress_presence_tep;
+GRANT EXECUTE ON FUNCTION presence_track, presence_untrack, presence_set_status,
+  presence_heartbeat, presence_worker_start, presence_worker_stop
+  TO regress_presence_gw1_noinherit;
+GRANT SELECT, INSERT, UPDATE, DELETE ON tep_presence, tep_presence_worker
+  TO regress_presence_tep;
+-- This connection's worker id: pg-<backend pid>-<backend start, epoch s>.
+CREATE FUNCTION pg_temp.conn_id() RETURNS text LANGUAGE sql AS
+$$ SELECT 'pg-' || pid || '-' || trunc(extract(epoch FROM backend_start))::bigint
+     FROM pg_stat_activity WHERE pid = pg_backend_pid() $$;
+-- Everything a change could touch: entries, workers with their owners, seqs.
+CREATE FUNCTION pg_temp.state() RETURNS text LANGUAGE sql AS $$
+  SELECT concat_ws(' | ',
+    (SELECT string_agg(concat_ws(',', worker_id, topic, fd, status_state), ' ' ORDER BY 1)
+       FROM public.tep_presence),
+    (SELECT string_agg(concat_ws(',', worker_id, owner, last_seen_ts, lease_until), ' ' ORDER BY 1)
+       FROM public.tep_presence_worker),
+    (SELECT string_agg(topic || '=' || seq, ' ' ORDER BY 1) FROM public.presence_topic_seq))
+$$;
+
+-- gw1 registers two workers: one with worker_start (leased), one by its
+-- first track.
+SET ROLE regress_presence_gw1;
+SELECT presence_worker_start('gw-one', interval '1 hour');
+SELECT presence_track('own', 1, 'user:1', worker_id => 'gw-one');
+SELECT presence_track('own', 2, 'user:2', worker_id => 'gw-one');
+SELECT presence_track('own', 3, 'user:3', worker_id => 'gw-track');
+RESET ROLE;
+SELECT worker_id, owner FROM tep_presence_worker ORDER BY worker_id;
+
+-- gw2 may name neither in a change: 42501, nothing changed, no diff (the
+-- seqs count committed diffs).
+SELECT pg_temp.state() AS before \gset
+SET ROLE regress_presence_gw2;
+SELECT presence_untrack('own', 1, 'gw-one');
+SELECT pg_temp.try($$SELECT presence_track('own', 9, 'user:9', worker_id => 'gw-one')$$) AS track;
+SELECT pg_temp.try($$SELECT presence_track('own', 9, 'user:9', worker_id => 'gw-track')$$) AS track_registered_by_track;
+SELECT pg_temp.try($$SELECT presence_untrack_by_fd(1, 'gw-one')$$) AS untrack_by_fd;
+SELECT pg_temp.try($$SELECT presence_set_status('own', 1, 'busy', 'n', 0, 'gw-one')$$) AS set_status;
+SELECT pg_temp.try($$SELECT presence_clear_status('own', 1, 'gw-one')$$) AS clear_status;
+SELECT pg_temp.try($$SELECT presence_clear('gw-one')$$) AS clear;
+SELECT pg_temp.try($$SELECT presence_heartbeat('gw-one')$$) AS heartbeat;
+SELECT pg_temp.try($$SELECT presence_worker_stop('gw-one')$$) AS worker_stop;
+SELECT pg_temp.try($$SELECT presence_worker_start('gw-one')$$) AS worker_start;
+SELECT pg_temp.try($$SELECT presence_worker_start('gw-one', interval '1 minute')$$) AS worker_start_lease;
+-- Also when the entry does not exist, and through presence.worker_id.
+SELECT pg_temp.try($$SELECT presence_untrack('own', 99, 'gw-one')$$) AS untrack_missing;
+SET presence.worker_id = 'gw-one';
+SELECT pg_temp.try($$SELECT presence_untrack('own', 1)$$) AS untrack_via_guc;
+SELECT pg_temp.try($$SELECT presence_worker_stop()$$) AS worker_stop_via_guc;
+RESET presence.worker_id;
+-- Reads are not checked.
+SELECT fd FROM presence_list('own', 'gw-one');
+SELECT presence_count('own', 'gw-one') AS count, presence_count_humans('own', 'gw-one') AS humans,
+       presence_count_agents('own', 'gw-one') AS agents;
+SELECT (presence_find_entry('own', 1, 'gw-one')).principal_id;
+RESET ROLE;
+SELECT pg_temp.state() = :'before' AS unchanged;
+
+-- A NOINHERIT member does not have gw1's privileges: refused too.
+SET ROLE regress_presence_gw1_noinherit;
+SELECT pg_temp.try($$SELECT presence_set_status('own', 1, 'busy', 'n', 0, 'gw-one')$$) AS noinherit_set_status;
+SELECT pg_temp.try($$SELECT presence_heartbeat('gw-one')$$) AS noinherit_heartbeat;
+RESET ROLE;
+SELECT pg_temp.state() = :'before' AS unchanged;
+
+-- gw1 itself and its member may; worker_start by either keeps the owner.
+SET ROLE regress_presence_gw1_member;
+SELECT presence_set_status('own', 1, 'busy', 'member', 0, 'gw-one') AS member_set_status;
+SELECT presence_heartbeat('gw-one') AS member_heartbeat;
+SELECT presence_track('own', 4, 'user:4', worker_id => 'gw-one') AS member_track;
+SELECT presence_untrack('own', 4, 'gw-one') AS member_untrack;
+SELECT presence_worker_start('gw-track', interval '1 hour') AS member_restart;
+RESET presence.worker_id;
+SET ROLE regress_presence_gw1;
+SELECT presence_clear_status('own', 1, 'gw-one') AS owner_clear_status;
+SELECT presence_track('own', 3, 'user:3', worker_id => 'gw-track') AS owner_track;
+RESET ROLE;
+SELECT worker_id, owner FROM tep_presence_worker ORDER BY worker_id;
+
+-- Superusers are outside ownership; their worker_start keeps the owner.
+SELECT presence_set_status('own', 2, 'blocked', 'su', 0, 'gw-one') AS superuser_set_status;
+SELECT presence_heartbeat('gw-track') AS superuser_heartbeat;
+SELECT presence_worker_start('gw-track', interval '1 hour') AS superuser_restart;
+RESET presence.worker_id;
+SELECT worker_id, owner FROM tep_presence_worker ORDER BY worker_id;
+
+-- A dead worker of another role is not revived, but worker_start takes it
+-- over: its entries leave and the caller owns it.
+SET ROLE regress_presence_gw1;
+SELECT presence_track('own', 5, 'user:5', worker_id => 'gw-one');
+RESET ROLE;
+UPDATE tep_presence_worker SET lease_until = clock_timestamp() - interval '1 s'
+ WHERE worker_id = 'gw-one';
+SET ROLE regress_presence_gw2;
+SELECT pg_temp.try($$SELECT presence_heartbeat('gw-one')$$) AS heartbeat_dead;
+SELECT pg_temp.try($$SELECT presence_untrack('own', 5, 'gw-one')$$) AS untrack_dead;
+SELECT presence_worker_start('gw-one', interval '1 hour') AS takeover;
+RESET presence.worker_id;
+SELECT presence_track('own', 6, 'user:6', worker_id => 'gw-one') AS gw2_tracks;
+RESET ROLE;
+SELECT worker_id, owner FROM tep_presence_worker ORDER BY worker_id;
+SELECT worker_id, fd FROM tep_presence ORDER BY worker_id, fd;
+SET ROLE regress_presence_gw1;
+SELECT pg_temp.try($$SELECT presence_untrack('own', 6, 'gw-one')$$) AS gw1_now_refused;
+RESET ROLE;
+
+-- A worker with no owner (a row from 1.0, or written with owner NULL) is
+-- anyone's; worker_start gives it one.
+INSERT INTO tep_presence_worker (worker_id, last_seen_ts, owner)
+VALUES ('gw-unowned', trunc(extract(epoch FROM now())), NULL);
+SET ROLE regress_presence_gw2;
+SELECT presence_heartbeat('gw-unowned') AS unowned_heartbeat;
+SELECT presence_track('own', 7, 'user:7', worker_id => 'gw-unowned') AS unowned_track;
+SELECT presence_worker_start('gw-unowned', interval '1 hour') AS unowned_start;
+RESET presence.worker_id;
+RESET ROLE;
+SELECT owner FROM tep_presence_worker WHERE worker_id = 'gw-unowned';
+
+-- Tep's direct writers hold table privileges, which bypass ownership: a
+-- row they insert is theirs (the column's default), and they change any
+-- row directly.
+SET ROLE regress_presence_tep;
+INSERT INTO tep_presence_worker (worker_id, last_seen_ts)
+VALUES ('tep-w', trunc(extract(epoch FROM now())));
+SELECT owner FROM tep_presence_worker WHERE worker_id = 'tep-w';
+DELETE FROM tep_presence WHERE worker_id = 'gw-one' RETURNING fd AS tep_deleted;
+RESET ROLE;
+SET ROLE regress_presence_gw2;
+SELECT pg_temp.try($$SELECT presence_heartbeat('tep-w')$$) AS heartbeat_tep_row;
+RESET ROLE;
+
+-- Connection-bound ids: only from their own connection, whatever the role
+-- and whether or not registered; superusers may.
+SELECT pg_temp.conn_id() AS conn_id \gset
+\set ECHO none
+SELECT format($f$CREATE FUNCTION pg_temp.mask(t text) RETURNS text LANGUAGE sql
+  AS $$ SELECT replace(t, %L, '<this connection>') $$$f$, :'conn_id') \gexec
+\set ECHO all
+SET ROLE regress_presence_gw2;
+SELECT presence_worker_start() = :'conn_id' AS own_conn_id;
+SELECT presence_track('own', 8, 'user:8') AS own_conn_track;
+SELECT pg_temp.try($$SELECT presence_track('own', 1, 'user:1', worker_id => 'pg-1-1')$$) AS other_conn_track;
+SELECT pg_temp.try($$SELECT presence_worker_start('pg-1-1')$$) AS other_conn_start;
+SELECT pg_temp.try($$SELECT presence_heartbeat('pg-1-1')$$) AS other_conn_heartbeat;
+SELECT pg_temp.try($$SELECT presence_worker_stop('pg-1-1')$$) AS other_conn_stop;
+SELECT pg_temp.try($$SELECT presence_untrack_by_fd(1, 'pg-1-1')$$) AS other_conn_untrack_by_fd;
+SELECT count(*) AS other_conn_list FROM presence_list('own', 'pg-1-1');
+-- Ids that only look similar are ordinary ids.
+SELECT presence_track('own', 1, 'user:1', worker_id => 'pg-1-1x') AS not_conn_form;
+RESET ROLE;
+SELECT presence_track('own', 1, 'user:1', worker_id => 'pg-1-1') AS superuser_other_conn;
+-- The connection's own worker still belongs to the role that registered
+-- it: after SET ROLE to another role, the connection may not use it.
+SET ROLE regress_presence_gw1;
+SELECT pg_temp.mask(pg_temp.try($$SELECT presence_untrack('own', 8)$$)) AS own_conn_other_role;
+SELECT pg_temp.mask(pg_temp.try($$SELECT presence_worker_start()$$)) AS own_conn_other_role_start;
+RESET ROLE;
+SELECT pg_temp.mask(worker_id) AS worker_id,
+       CASE WHEN owner::oid = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+            THEN '<superuser>' ELSE owner::text END AS owner
+  FROM tep_presence_worker WHERE worker_id LIKE 'pg-%' ORDER BY 1;
+RESET presence.worker_id;
+SELECT presence_worker_stop(:'conn_id');
+
+
 DELETE FROM tep_presence;
 DELETE FROM tep_presence_worker;
 DELETE FROM presence_topic_seq;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM regress_presence_app;
+REVOKE ALL ON FUNCTION presence_track, presence_untrack, presence_set_status,
+  presence_heartbeat, presence_worker_start, presence_worker_stop
+  FROM regress_presence_gw1_noinherit;
+REVOKE ALL ON tep_presence, tep_presence_worker FROM regress_presence_tep;
+DROP ROLE regress_presence_gw1_member, regress_presence_gw1_noinherit,
+  regress_presence_gw1, regress_presence_gw2, regress_presence_tep;
 DROP ROLE regress_presence_nobody;
 DROP ROLE regress_presence_app;

@@ -8,6 +8,7 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -133,6 +134,83 @@ presence_worker_arg(FunctionCallInfo fcinfo, int argno)
 	if (presence_worker_id_guc != NULL && presence_worker_id_guc[0] != '\0')
 		return pstrdup(presence_worker_id_guc);
 	return pstrdup(presence_connection_worker());
+}
+
+/*
+ * The role a call acts for: the session's current role (its login role, or
+ * the one SET ROLE chose).  The functions are SECURITY DEFINER, so
+ * GetUserId() is the extension's owner inside them; the outer user is what
+ * current_user was when the statement began.
+ */
+Oid
+presence_caller(void)
+{
+	return GetOuterUserId();
+}
+
+/*
+ * Whether `id` has the form of a connection-bound id, pg-<pid>-<start>.
+ */
+static bool
+is_connection_id_form(const char *id)
+{
+	const char *p = id;
+
+	if (strncmp(p, "pg-", 3) != 0)
+		return false;
+	p += 3;
+	if (!isdigit((unsigned char) *p))
+		return false;
+	while (isdigit((unsigned char) *p))
+		p++;
+	if (*p++ != '-' || !isdigit((unsigned char) *p))
+		return false;
+	while (isdigit((unsigned char) *p))
+		p++;
+	return *p == '\0';
+}
+
+/*
+ * A connection-bound id may be acted on only from its own connection (the
+ * background worker prunes it without asking), so no other session can
+ * take over or drop a live connection's entries: ERROR 42501 for another
+ * connection's id, unless the caller is a superuser.  Checked on the id's
+ * form, registered or not, so that nobody can claim a connection's id
+ * before the connection first uses it.
+ */
+void
+presence_check_connection_id(const char *worker_id)
+{
+	if (is_connection_id_form(worker_id) &&
+		!presence_is_connection_worker(worker_id) &&
+		!superuser_arg(presence_caller()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for worker_id \"%s\"", worker_id),
+				 errdetail("A connection-bound worker id can be used only from its own connection.")));
+}
+
+/*
+ * Refuse a caller without the privileges of the worker's owner (ERROR
+ * 42501 naming the worker and its owner).  InvalidOid: no owner (a 1.0
+ * row), anyone granted the functions may use it.  has_privs_of_role is
+ * true at once for the owner itself and for superusers.
+ */
+void
+presence_check_worker_owner(const char *worker_id, Oid owner)
+{
+	char	   *owner_name;
+
+	if (!OidIsValid(owner) || has_privs_of_role(presence_caller(), owner))
+		return;
+	owner_name = GetUserNameFromId(owner, true);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for worker_id \"%s\"", worker_id),
+			 owner_name ?
+			 errdetail("The worker belongs to role \"%s\".", owner_name) :
+			 errdetail("The worker belongs to a dropped role (oid %u).", owner),
+			 errhint("Only its owner, roles with the owner's privileges and superusers may use it.")));
 }
 
 static void

@@ -12,6 +12,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -50,22 +51,39 @@ PG_FUNCTION_INFO_V1(presence_entry_is_valid);
 
 #define TRACK_ARGTYPES \
 	{TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, \
-	INT4OID, TIMESTAMPTZOID, JSONBOID}
+	INT4OID, TIMESTAMPTZOID, JSONBOID, OIDOID}
 
-/* Track for a registered worker ($8 and $9 unused). */
+/* Track for a registered worker ($8, $9 and $11 unused). */
 static PresenceQuery track_query = {
-	PRESENCE_CHANGE_ONE(TRACK_INSERT), 10, TRACK_ARGTYPES
+	PRESENCE_CHANGE_ONE(TRACK_INSERT), 11, TRACK_ARGTYPES
 };
 
-/* Track that registers the worker first, in the same statement. */
+/*
+ * Track that registers the worker first, in the same statement, owned by
+ * the caller ($11).  Nothing is tracked if the worker was registered by
+ * another session meanwhile (the insert waited for it and found its row).
+ */
+#define TRACK_REGISTERING(owner_column, owner) \
+	PRESENCE_CHANGE_ONE("WITH registered AS (" \
+						" INSERT INTO %1$s.tep_presence_worker" \
+						" (worker_id, last_seen_ts, backend_pid, backend_start" \
+						owner_column ")" \
+						" VALUES ($1, $7, $8, $9" owner ")" \
+						" ON CONFLICT (worker_id) DO NOTHING RETURNING true)" \
+						" INSERT INTO %1$s.tep_presence" \
+						" (worker_id, topic, fd, principal_id, kind, agent_id," \
+						" since_ts%2$s)" \
+						" SELECT $1, $2, $3, $4, $5, $6, $7%3$s" \
+						" WHERE EXISTS (SELECT FROM registered)" \
+						" ON CONFLICT (topic, worker_id, fd) DO NOTHING")
+
 static PresenceQuery track_registering_query = {
-	PRESENCE_CHANGE_ONE("WITH registered AS ("
-						" INSERT INTO %1$s.tep_presence_worker"
-						" (worker_id, last_seen_ts, backend_pid, backend_start)"
-						" VALUES ($1, $7, $8, $9)"
-						" ON CONFLICT (worker_id) DO NOTHING) "
-						TRACK_INSERT),
-	10, TRACK_ARGTYPES
+	TRACK_REGISTERING(", owner", ", $11"), 11, TRACK_ARGTYPES
+};
+
+/* The same in a 1.0 installation, whose workers have no owner. */
+static PresenceQuery track_registering_unowned_query = {
+	TRACK_REGISTERING("", ""), 11, TRACK_ARGTYPES
 };
 
 static PresenceQuery untrack_query = {
@@ -187,16 +205,39 @@ presence_entry_is_valid(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Track for a worker the probe did not find, registering it.  When another
+ * session registered it first (nothing tracked, or an orphan entry was
+ * already there), the worker is checked again as committed, and the entry
+ * tracked as for a registered worker: a role racing another for a new id
+ * never adds an entry to the other's worker.
+ */
+static bool
+track_registering(const char *worker_id, Datum *values, const char *nulls)
+{
+	bool		unowned = presence_worker_owner_attnum() == InvalidAttrNumber;
+
+	if (presence_change_one(PRESENCE_DIFF_JOIN,
+							unowned ? &track_registering_unowned_query :
+							&track_registering_query, values, nulls))
+		return true;
+	PushActiveSnapshot(GetLatestSnapshot());
+	(void) presence_use_worker(worker_id);
+	PopActiveSnapshot();
+	return presence_change_one(PRESENCE_DIFF_JOIN, &track_query, values, nulls);
+}
+
+/*
  * presence_track(topic, fd, principal_id, kind, agent_id, worker_id[,
  * meta]): adds the entry and emits a join diff; false when it already
- * exists (its meta then left as it is).
+ * exists (its meta then left as it is).  A worker seen for the first time
+ * is registered, owned by the caller.
  */
 Datum
 presence_track(PG_FUNCTION_ARGS)
 {
 	PresenceEntry entry;
-	Datum		values[10];
-	char		nulls[10];		/* SPI's ' ' / 'n' flags, not a string */
+	Datum		values[11];
+	char		nulls[11];		/* SPI's ' ' / 'n' flags, not a string */
 	const char *violation;
 	bool		added;
 
@@ -225,7 +266,7 @@ presence_track(PG_FUNCTION_ARGS)
 	entry.status_until = 0;
 	presence_check_diff_fits(&entry);
 
-	memset(nulls, ' ', sizeof(nulls) - 1);
+	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(entry.worker_id);
 	values[1] = CStringGetTextDatum(entry.topic);
 	values[2] = Int32GetDatum(entry.fd);
@@ -243,19 +284,22 @@ presence_track(PG_FUNCTION_ARGS)
 	}
 	else
 		nulls[7] = nulls[8] = 'n';
+	values[10] = ObjectIdGetDatum(presence_caller());
 
 	presence_spi_connect();
-	added = presence_change_one(PRESENCE_DIFF_JOIN,
-								presence_worker_registered(entry.worker_id) ?
-								&track_query : &track_registering_query,
-								values, nulls);
+	if (presence_use_worker(entry.worker_id))
+		added = presence_change_one(PRESENCE_DIFF_JOIN, &track_query, values,
+									nulls);
+	else
+		added = track_registering(entry.worker_id, values, nulls);
 	SPI_finish();
 	PG_RETURN_BOOL(added);
 }
 
 /*
  * Change one (topic, worker, fd) entry with a query whose first three
- * parameters are those, emitting a diff of the given kind.
+ * parameters are those, emitting a diff of the given kind, if the caller
+ * may act on the worker.
  */
 static bool
 change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
@@ -271,6 +315,7 @@ change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
 		values[3 + i] = extra[i];
 
 	presence_spi_connect();
+	(void) presence_use_worker(worker_id);
 	changed = presence_change_one(kind, query, values, NULL);
 	SPI_finish();
 	return changed;
@@ -293,7 +338,7 @@ presence_untrack(PG_FUNCTION_ARGS)
 
 /*
  * Drop every entry of a worker (or of one of its fds) in its own SPI
- * connection.
+ * connection, if the caller may act on the worker.
  */
 static int
 drop_all_entries(const char *worker_id, int32 fd)
@@ -301,6 +346,7 @@ drop_all_entries(const char *worker_id, int32 fd)
 	int			total;
 
 	presence_spi_connect();
+	(void) presence_use_worker(worker_id);
 	total = presence_drop_entries(worker_id, fd);
 	SPI_finish();
 	return total;

@@ -42,30 +42,77 @@ PG_FUNCTION_INFO_V1(presence_prune_dead_workers);
 	" WHERE a.pid" EQ w ".backend_pid" \
 	" AND a.backend_start" EQ w ".backend_start)"
 
+/* Alive: its backend runs, its lease has not run out, or ($7) its heartbeat is recent. */
+#define WORKER_ALIVE(w) \
+	"CASE WHEN " w ".backend_pid IS NOT NULL THEN " BACKEND_ALIVE(w) \
+	" WHEN " w ".lease IS NOT NULL THEN " w ".lease_until" GE \
+	"pg_catalog.clock_timestamp()" \
+	" ELSE " w ".last_seen_ts" GE "$7 END"
+
+/* The caller ($6) has the privileges of the worker's owner. */
+#define CALLER_HAS_OWNER(w) \
+	"(" w ".owner IS NOT NULL" \
+	" AND pg_catalog.pg_has_role($6, " w ".owner, 'USAGE'))"
+
+#define REGISTER_COLUMNS \
+	"worker_id, last_seen_ts, backend_pid, backend_start, lease, lease_until"
+#define REGISTER_VALUES \
+	"$1, $2, $3, $4, $5, pg_catalog.clock_timestamp()" PLUS "$5"
+#define REGISTER_AGAIN \
+	" ON CONFLICT (worker_id) DO UPDATE SET" \
+	" last_seen_ts = excluded.last_seen_ts," \
+	" backend_pid = excluded.backend_pid," \
+	" backend_start = excluded.backend_start," \
+	" lease = excluded.lease, lease_until = excluded.lease_until"
+
+/* A 1.0 installation: no owners ($6 and $7 unused). */
 static PresenceQuery register_query = {
-	"INSERT INTO %1$s.tep_presence_worker"
-	" (worker_id, last_seen_ts, backend_pid, backend_start, lease, lease_until)"
-	" VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp()" PLUS "$5)"
-	" ON CONFLICT (worker_id) DO UPDATE SET"
-	" last_seen_ts = excluded.last_seen_ts,"
-	" backend_pid = excluded.backend_pid,"
-	" backend_start = excluded.backend_start,"
-	" lease = excluded.lease, lease_until = excluded.lease_until",
-	5, {TEXTOID, INT8OID, INT4OID, TIMESTAMPTZOID, INTERVALOID}
+	"INSERT INTO %1$s.tep_presence_worker AS w (" REGISTER_COLUMNS ")"
+	" VALUES (" REGISTER_VALUES ")" REGISTER_AGAIN " RETURNING true",
+	7, {TEXTOID, INT8OID, INT4OID, TIMESTAMPTZOID, INTERVALOID, OIDOID, INT8OID}
 };
 
-/* Returns whether the worker was still alive before this heartbeat. */
+/*
+ * Registering makes the caller ($6) the owner of a new worker.  An existing
+ * one is registered again only if the caller has its owner's privileges
+ * (the owner is kept: a member restarting its role's gateway), it has no
+ * owner, or it is dead (the caller takes it over); else no row comes back.
+ * Decided on the row as it is at the conflict, which it locks, so two
+ * roles starting one id at once cannot both get it.
+ */
+static PresenceQuery register_owned_query = {
+	"INSERT INTO %1$s.tep_presence_worker AS w (" REGISTER_COLUMNS ", owner)"
+	" VALUES (" REGISTER_VALUES ", $6)" REGISTER_AGAIN ","
+	" owner = CASE WHEN " CALLER_HAS_OWNER("w") " THEN w.owner"
+	" ELSE excluded.owner END"
+	" WHERE w.owner IS NULL OR " CALLER_HAS_OWNER("w")
+	" OR NOT (" WORKER_ALIVE("w") ")"
+	" RETURNING true",
+	7, {TEXTOID, INT8OID, INT4OID, TIMESTAMPTZOID, INTERVALOID, OIDOID, INT8OID}
+};
+
+/*
+ * Returns whether the worker was still alive before this heartbeat, and its
+ * owner (checked after: an error undoes the update).
+ */
+#define HEARTBEAT(owner) \
+	"UPDATE %1$s.tep_presence_worker AS w" \
+	" SET last_seen_ts = $2, lease_until = pg_catalog.clock_timestamp()" PLUS "w.lease" \
+	" FROM (SELECT lease_until, last_seen_ts FROM %1$s.tep_presence_worker" \
+	"       WHERE worker_id" EQ "$1) AS before" \
+	" WHERE w.worker_id" EQ "$1" \
+	" RETURNING CASE WHEN w.backend_pid IS NOT NULL THEN true" \
+	" WHEN w.lease IS NOT NULL THEN before.lease_until" GE \
+	"pg_catalog.clock_timestamp()" \
+	" ELSE before.last_seen_ts" GE "$3 END, " owner
+
 static PresenceQuery heartbeat_query = {
-	"UPDATE %1$s.tep_presence_worker AS w"
-	" SET last_seen_ts = $2, lease_until = pg_catalog.clock_timestamp()" PLUS "w.lease"
-	" FROM (SELECT lease_until, last_seen_ts FROM %1$s.tep_presence_worker"
-	"       WHERE worker_id" EQ "$1) AS before"
-	" WHERE w.worker_id" EQ "$1"
-	" RETURNING CASE WHEN w.backend_pid IS NOT NULL THEN true"
-	" WHEN w.lease IS NOT NULL THEN before.lease_until" GE
-	"pg_catalog.clock_timestamp()"
-	" ELSE before.last_seen_ts" GE "$3 END",
-	3, {TEXTOID, INT8OID, INT8OID}
+	HEARTBEAT("w.owner::pg_catalog.oid"), 3, {TEXTOID, INT8OID, INT8OID}
+};
+
+/* A 1.0 installation: no owners. */
+static PresenceQuery heartbeat_unowned_query = {
+	HEARTBEAT("0::pg_catalog.oid"), 3, {TEXTOID, INT8OID, INT8OID}
 };
 
 static PresenceQuery unregister_query = {
@@ -169,25 +216,53 @@ static PresenceQuery touch_bound_query = {
 };
 
 /*
- * Whether the worker has a row, read straight from the primary key: track
- * asks on every call, and registering in its statement would cost a whole
- * ModifyTable node each time.
+ * Whether the worker has a row, and its owner (InvalidOid: none), read
+ * straight from the primary key with `snapshot`.
  */
-bool
-presence_worker_registered(const char *worker_id)
+static bool
+find_worker(const char *worker_id, Snapshot snapshot, Oid *owner)
 {
 	Relation	rel = table_open(presence_table(PRESENCE_WORKERS),
 								 AccessShareLock);
 	Relation	index = index_open(presence_primary_key_index(rel),
 								   AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	AttrNumber	owner_attnum = presence_worker_owner_attnum();
 	bool		found;
 
-	found = presence_find_by_key(rel, index, worker_id, GetActiveSnapshot(),
-								 slot);
+	*owner = InvalidOid;
+	found = presence_find_by_key(rel, index, worker_id, snapshot, slot);
+	if (found && owner_attnum != InvalidAttrNumber)
+	{
+		bool		isnull;
+		Datum		value = slot_getattr(slot, owner_attnum, &isnull);
+
+		if (!isnull)
+			*owner = DatumGetObjectId(value);
+	}
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
 	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Before a change names a worker: ERROR 42501 unless the caller may act on
+ * it (another connection's id, or an owner whose privileges the caller
+ * lacks).  Returns whether the worker is registered.  One probe of the
+ * primary key, which track needs anyway (registering in its statement
+ * would cost a whole ModifyTable node each time), so the check adds no
+ * query.  Entries without a worker row have no owner to check.
+ */
+bool
+presence_use_worker(const char *worker_id)
+{
+	Oid			owner;
+	bool		found;
+
+	presence_check_connection_id(worker_id);
+	found = find_worker(worker_id, GetActiveSnapshot(), &owner);
+	presence_check_worker_owner(worker_id, owner);
 	return found;
 }
 
@@ -205,13 +280,15 @@ set_session_worker(const char *worker_id)
 }
 
 /*
- * Register a worker: bound to this connection when lease is NULL.
+ * Register a worker, bound to this connection when lease is NULL, owned by
+ * the caller.  False when it exists, is alive and belongs to a role whose
+ * privileges the caller lacks (register_owned_query).
  */
-static void
+static bool
 register_worker(const char *worker_id, Interval *lease)
 {
-	Datum		values[5];
-	char		nulls[5];		/* SPI's ' ' / 'n' flags, not a string */
+	Datum		values[7];
+	char		nulls[7];		/* SPI's ' ' / 'n' flags, not a string */
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(worker_id);
@@ -228,7 +305,30 @@ register_worker(const char *worker_id, Interval *lease)
 		nulls[2] = nulls[3] = 'n';
 		values[4] = IntervalPGetDatum(lease);
 	}
-	presence_execute(&register_query, values, nulls, false, 0);
+	values[5] = ObjectIdGetDatum(presence_caller());
+	values[6] = Int64GetDatum(clock_epoch_s() - presence_worker_ttl_s);
+	presence_execute(presence_worker_owner_attnum() != InvalidAttrNumber ?
+					 &register_owned_query : &register_query,
+					 values, nulls, false, 0);
+	return SPI_processed > 0;
+}
+
+/*
+ * The error of a refused registration: the worker is alive and its owner's
+ * privileges are not the caller's.  The row, locked by the refusal, is read
+ * as committed for the owner's name.
+ */
+static void
+refuse_registration(const char *worker_id)
+{
+	Oid			owner;
+
+	(void) find_worker(worker_id, GetLatestSnapshot(), &owner);
+	presence_check_worker_owner(worker_id, owner);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for worker_id \"%s\"", worker_id),
+			 errdetail("The worker is alive and belongs to another role.")));
 }
 
 /*
@@ -260,9 +360,10 @@ lease_arg(Interval *lease)
 }
 
 /*
- * presence_worker_start(worker_id, lease): drops what the id already has
- * (a restarted process reusing it), registers it and makes it the
- * session's worker.
+ * presence_worker_start(worker_id, lease): registers the id (refused for a
+ * live worker of another role), drops what it already had (a restarted
+ * process reusing it) and makes it the session's worker.  Registering
+ * first locks the worker row, so a concurrent start of the same id waits.
  */
 Datum
 presence_worker_start(PG_FUNCTION_ARGS)
@@ -275,13 +376,15 @@ presence_worker_start(PG_FUNCTION_ARGS)
 	else
 		worker_id = presence_text_arg(fcinfo, 0, "worker_id", false,
 									  PRESENCE_MAX_NAME_BYTES);
+	presence_check_connection_id(worker_id);
 	if (!PG_ARGISNULL(1))
 		lease = lease_arg(PG_GETARG_INTERVAL_P(1));
 
 	presence_spi_connect();
+	if (!register_worker(worker_id, lease))
+		refuse_registration(worker_id);
 	presence_leaving_because(PRESENCE_LEFT_WORKER_RESTART);
 	presence_drop_entries(worker_id, -1);
-	register_worker(worker_id, lease);
 	SPI_finish();
 
 	set_session_worker(worker_id);
@@ -292,7 +395,7 @@ presence_worker_start(PG_FUNCTION_ARGS)
  * presence_heartbeat(worker_id): refreshes last_seen_ts (and the lease).
  * Returns false when the worker had already lapsed: its entries may have
  * been pruned.  An unknown worker is an error, except the connection's
- * own, which is registered.
+ * own, which is registered; another role's worker is 42501.
  */
 Datum
 presence_heartbeat(PG_FUNCTION_ARGS)
@@ -306,18 +409,28 @@ presence_heartbeat(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum(now_s);
 	values[2] = Int64GetDatum(now_s - presence_worker_ttl_s);
 
+	presence_check_connection_id(worker_id);
 	presence_spi_connect();
-	presence_execute(&heartbeat_query, values, NULL, false, 0);
+	presence_execute(presence_worker_owner_attnum() != InvalidAttrNumber ?
+					 &heartbeat_query : &heartbeat_unowned_query,
+					 values, NULL, false, 0);
 	if (SPI_processed > 0)
 	{
+		HeapTuple	row = SPI_tuptable->vals[0];
 		bool		isnull;
+		Oid			owner;
 
-		was_alive = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1,
+		was_alive = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 1,
 											   &isnull));
+		owner = DatumGetObjectId(SPI_getbinval(row, SPI_tuptable->tupdesc, 2,
+											   &isnull));
+		presence_check_worker_owner(worker_id, isnull ? InvalidOid : owner);
 	}
 	else if (presence_is_connection_worker(worker_id))
-		register_worker(worker_id, NULL);
+	{
+		if (!register_worker(worker_id, NULL))
+			refuse_registration(worker_id);
+	}
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -329,7 +442,8 @@ presence_heartbeat(PG_FUNCTION_ARGS)
 
 /*
  * presence_worker_stop(worker_id): drops the worker's entries (leave diffs)
- * and its row; returns the entries dropped.
+ * and its row; returns the entries dropped.  Another role's worker is
+ * 42501.
  */
 Datum
 presence_worker_stop(PG_FUNCTION_ARGS)
@@ -340,6 +454,7 @@ presence_worker_stop(PG_FUNCTION_ARGS)
 	bool		had_row;
 
 	presence_spi_connect();
+	(void) presence_use_worker(worker_id);
 	presence_leaving_because(PRESENCE_LEFT_WORKER_STOP);
 	dropped = presence_drop_entries(worker_id, -1);
 	presence_execute(&unregister_query, &id, NULL, false, 0);

@@ -31,13 +31,16 @@ char	   *presence_signing_key = NULL;
 /*
  * bound_worker_exits counts exits of backends that registered a
  * connection-bound worker, so the background worker checks backend
- * liveness only after one has gone.  server_run is drawn at random each
- * time shared memory is made: at the server's start and at each restart
- * after a crash (the epoch's part that such a restart changes).
+ * liveness only after one has gone.  worker_stopped: whether the
+ * background worker last exited because it was asked to (SIGTERM), which
+ * its launcher reads to leave it stopped.  server_run is drawn at random
+ * each time shared memory is made: at the server's start and at each
+ * restart after a crash (the epoch's part that such a restart changes).
  */
 typedef struct PresenceShared
 {
 	pg_atomic_uint64 bound_worker_exits;
+	pg_atomic_uint32 worker_stopped;
 	uint64		server_run;
 } PresenceShared;
 
@@ -116,6 +119,7 @@ presence_shmem_startup(void)
 	if (!found)
 	{
 		pg_atomic_init_u64(&presence_shared->bound_worker_exits, 0);
+		pg_atomic_init_u32(&presence_shared->worker_stopped, 0);
 		if (!pg_strong_random(&presence_shared->server_run,
 							  sizeof(presence_shared->server_run)))
 			presence_shared->server_run = (uint64) GetCurrentTimestamp();
@@ -155,6 +159,24 @@ presence_server_run(void)
 	if (presence_shared == NULL)
 		return (uint64) PgStartTime;
 	return presence_shared->server_run;
+}
+
+/*
+ * Set when the background worker exits on request, cleared by the launcher
+ * before it starts one.
+ */
+void
+presence_set_worker_stopped(bool stopped)
+{
+	if (presence_shared != NULL)
+		pg_atomic_write_u32(&presence_shared->worker_stopped, stopped ? 1 : 0);
+}
+
+bool
+presence_worker_stopped(void)
+{
+	return presence_shared != NULL &&
+		pg_atomic_read_u32(&presence_shared->worker_stopped) != 0;
 }
 
 static void

@@ -6,7 +6,7 @@
  * file includes just this header):
  *
  *	 presence.c   module init: GUCs, shared memory, callbacks, bgworker
- *	 bgworker.c   the background worker's ticks
+ *	 bgworker.c   the background worker's ticks, and its launcher
  *	 notify_guard.c  its watch on the NOTIFY queue (stalled listeners)
  *	 entry.c      SQL functions of Tep's surface (track, status, lists...)
  *	 liveness.c   SQL functions of workers, and pruning the dead
@@ -19,8 +19,8 @@
  *	 wire.c       Tep's wire format (pure encoding)
  *	 compat.h     shims for the server API calls that differ by major
  *
- * entry.c asks liveness.c whether a worker is registered; liveness.c never
- * calls entry.c.
+ * entry.c asks liveness.c whether a worker is registered and may be used
+ * by the caller; liveness.c never calls entry.c.
  */
 #ifndef PRESENCE_H
 #define PRESENCE_H
@@ -68,6 +68,8 @@ typedef enum PresenceDelivery
 extern void presence_note_bound_worker_exit(void);
 extern uint64 presence_bound_worker_exits(void);
 extern uint64 presence_server_run(void);
+extern void presence_set_worker_stopped(bool stopped);
+extern bool presence_worker_stopped(void);
 
 /*
  * A query against the extension's tables, prepared once per backend.  The
@@ -77,7 +79,7 @@ typedef struct PresenceQuery
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[10];
+	Oid			argtypes[11];
 	int			cursor_options; /* CURSOR_OPT_CUSTOM_PLAN for batches */
 	SPIPlanPtr	plan;
 	uint64		generation;
@@ -137,6 +139,7 @@ typedef enum PresenceTable
 } PresenceTable;
 
 extern Oid	presence_table(PresenceTable which);
+extern AttrNumber presence_worker_owner_attnum(void);
 extern bool presence_find_by_key(Relation rel, Relation index, const char *key,
 								 Snapshot snapshot, TupleTableSlot *slot);
 extern void presence_spi_connect(void);
@@ -192,6 +195,9 @@ extern int64 presence_now_s(void);
 extern const char *presence_connection_worker(void);
 extern bool presence_is_connection_worker(const char *worker_id);
 extern char *presence_worker_arg(FunctionCallInfo fcinfo, int argno);
+extern Oid	presence_caller(void);
+extern void presence_check_connection_id(const char *worker_id);
+extern void presence_check_worker_owner(const char *worker_id, Oid owner);
 extern void presence_watch_connection_exit(void);
 
 /* epoch.c: an epoch is this many hex digits. */
@@ -235,7 +241,7 @@ extern int	presence_history_maintain_now(void);
 extern bool presence_history_maintenance_due(void);
 
 /* liveness.c */
-extern bool presence_worker_registered(const char *worker_id);
+extern bool presence_use_worker(const char *worker_id);
 extern int	presence_prune_batch(int limit, bool check_bound_backends,
 								 bool skip_locked, bool *more);
 
@@ -244,6 +250,7 @@ extern void presence_watch_notify_queue(void);
 
 /* bgworker.c */
 extern void presence_register_bgworker(void);
+extern PGDLLEXPORT void presence_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void presence_bgworker_main(Datum main_arg);
 
 #endif							/* PRESENCE_H */

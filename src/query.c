@@ -39,6 +39,7 @@ static const char *meta_column = "";	/* %2$s of query texts */
 static const char *meta_param = "";	/* %3$s: track's meta, $10 */
 static Oid	extension_oid = InvalidOid;
 static Oid	table_oids[PRESENCE_TABLE_COUNT];
+static AttrNumber owner_attnum = InvalidAttrNumber;
 static uint64 plan_generation = 1;
 
 /* Whether tep_presence has 1.1's meta column (valid with the schema). */
@@ -130,6 +131,7 @@ presence_lookup_schema(void)
 		get_attnum(table_oids[PRESENCE_ENTRIES], "meta") != InvalidAttrNumber;
 	meta_column = presence_has_meta ? ", meta" : "";
 	meta_param = presence_has_meta ? ", $10" : "";
+	owner_attnum = get_attnum(table_oids[PRESENCE_WORKERS], "owner");
 
 	if (!callback_registered)
 	{
@@ -172,6 +174,19 @@ presence_table(PresenceTable which)
 	if (schema_prefix == NULL)
 		presence_lookup_schema();
 	return table_oids[which];
+}
+
+/*
+ * The column number of tep_presence_worker.owner, or InvalidAttrNumber
+ * while the installation is still at 1.0 (the library is upgraded before
+ * ALTER EXTENSION UPDATE): then workers have no owners, as in 1.0.
+ */
+AttrNumber
+presence_worker_owner_attnum(void)
+{
+	if (schema_prefix == NULL)
+		presence_lookup_schema();
+	return owner_attnum;
 }
 
 /*

@@ -23,6 +23,7 @@
 //     changes (backends take a reload one by one)
 //   PRESENCE_DEFAULT_TOPIC (room:lobby)
 
+const crypto = require('crypto');
 const http = require('http');
 const fs = require('fs');
 const path = require('path');
@@ -82,9 +83,10 @@ const pool = new pg.Pool({ ...pgConfig('pool'), max: 8 });
 pool.on('error', (e) => log('idle pool connection lost:', e.message));
 
 // ---------------------------------------------------------------------------
-// The dedicated worker connection. presence_worker_start() on it makes this
-// process a connection-bound worker: if the process dies, its backend exits
-// and the extension's background worker removes every entry it owned.
+// The dedicated worker connection. presence_worker_start(id) on it makes
+// this process a worker bound to that connection: if the process dies, its
+// backend exits and the extension's background worker removes every entry
+// it owned.
 
 const worker = {
   client: null,
@@ -106,9 +108,14 @@ async function startWorkerOnce() {
   const c = new pg.Client(pgConfig('worker'));
   c.on('error', (e) => log('worker connection error:', e.message));
   await c.connect();
+  // An id of its own, bound to this connection by presence_worker_start:
+  // the pool's calls name it, and a connection-bound pg-<pid>-<start> id
+  // may be used only from its own connection.  A new one per start, so a
+  // restarted worker never meets the lost one's entries.
+  const wanted = `${NAME}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
   let id;
   try {
-    id = (await c.query('SELECT presence_worker_start() AS id')).rows[0].id;
+    id = (await c.query('SELECT presence_worker_start($1) AS id', [wanted])).rows[0].id;
   } catch (e) {
     c.end().catch(() => {});
     throw e;

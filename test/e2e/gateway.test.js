@@ -61,7 +61,11 @@ async function startGateway(key, port) {
   const logFile = path.join(ARTIFACTS, `${name}.log`);
   const out = fs.openSync(logFile, 'w');
   const proc = spawn(process.execPath, [path.join(GW_DIR, 'gateway.js')], {
-    env: { ...process.env, PORT: String(port), GATEWAY_NAME: name, HOST: '127.0.0.1' },
+    // As run.sh's app role (the README's GRANT), where it made one.
+    env: {
+      ...process.env, PORT: String(port), GATEWAY_NAME: name, HOST: '127.0.0.1',
+      PGUSER: process.env.E2E_GATEWAY_USER || process.env.PGUSER,
+    },
     stdio: ['ignore', out, out],
   });
   fs.closeSync(out);

@@ -120,10 +120,13 @@ check_cmd "ALTER EXTENSION presence UPDATE" q -d app -c "ALTER EXTENSION presenc
 check "version after the update" "1.1" "$(q -d app -c "SELECT extversion FROM pg_extension WHERE extname = 'presence'")"
 check "pg_extension_update_paths at 1.1" "1.0 -> 1.1: 1.0--1.1
 1.1 -> 1.0: (none)" "$(q -d app -c "$PATHS_SQL")"
+# 1.1 adds tep_presence.meta and tep_presence_worker.owner: the rows
+# compared are 1.0's columns.
 ENTRY_10_COLUMNS="worker_id, topic, fd, principal_id, kind, agent_id, since_ts, status_state, status_note, status_until"
-AFTER=$(presence_tables_dump app "$ENTRY_10_COLUMNS")
+AFTER=$(UPGRADE_WORKER_COLUMNS="worker_id, last_seen_ts, backend_pid, backend_start, lease, lease_until" \
+	presence_tables_dump app "$ENTRY_10_COLUMNS")
 printf '%s\n' "$AFTER" >"$OUT/tables-after.txt"
-check "entries (1.0's columns), workers and seqs unchanged, row for row" "$BEFORE" "$AFTER"
+check "entries and workers (1.0's columns) and seqs unchanged, row for row" "$BEFORE" "$AFTER"
 check "every live entry got meta '{}'" "6 6" \
 	"$(q -d app -c "SELECT count(*) || ' ' || count(*) FILTER (WHERE meta = '{}') FROM tep_presence")"
 check "the role granted 1.0's presence_track can execute 1.1's" "t" \
@@ -131,6 +134,17 @@ check "the role granted 1.0's presence_track can execute 1.1's" "t" \
 		'presence_track(text, integer, text, text, text, text, jsonb)', 'EXECUTE')")"
 q -d app -c "REVOKE EXECUTE ON FUNCTION presence_track(text, integer, text, text, text, text, jsonb) FROM regress_upgrade_app" \
 	-c "DROP ROLE regress_upgrade_app" >/dev/null
+# Owners of the 1.0 rows: a connection-bound worker whose backend runs
+# belongs to that backend's role; leased and heartbeat rows have none
+# (anyone granted the functions may use them, as in 1.0, until
+# presence_worker_start registers them again).
+check "owners after the update: the live bound worker's role, else none" \
+	"gw-conn:postgres gw-lease:- gw-tep:- tep-1:-" \
+	"$(q -d app -c "SELECT string_agg(worker_id || ':' || coalesce(owner::text, '-'), ' ' ORDER BY worker_id)
+		FROM tep_presence_worker")"
+check "a new row's owner defaults to its writer's role" "t" \
+	"$(q -d app -c "BEGIN" -c "INSERT INTO tep_presence_worker (worker_id, last_seen_ts) VALUES ('tep-default', 1)" \
+		-c "SELECT owner::text = current_user FROM tep_presence_worker WHERE worker_id = 'tep-default'" -c "ROLLBACK")"
 check "no worker is dead after the update" "0" "$(q -d app -c "SELECT presence_prune_dead_workers()")"
 
 # Updated = fresh: the same member objects, definitions and privileges.

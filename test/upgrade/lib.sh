@@ -190,10 +190,12 @@ SELECT pg_describe_object(d.classid, d.objid, 0) || ' | ' ||
  ORDER BY 1"
 
 # presence_tables_dump DB [ENTRY_COLUMNS]: every row of the three tables, in
-# key order (of tep_presence, the columns given; all by default).
+# key order (of tep_presence, the columns given, all by default; of
+# tep_presence_worker, the columns UPGRADE_WORKER_COLUMNS names, all by
+# default).
 presence_tables_dump() {
 	q -d "$1" -c "SELECT 'entry', ${2:-t.*} FROM tep_presence t ORDER BY topic, worker_id, fd" \
-		-c "SELECT 'worker', w.* FROM tep_presence_worker w ORDER BY worker_id" \
+		-c "SELECT 'worker', ${UPGRADE_WORKER_COLUMNS:-w.*} FROM tep_presence_worker w ORDER BY worker_id" \
 		-c "SELECT 'seq', s.* FROM presence_topic_seq s ORDER BY topic"
 }
 

@@ -219,12 +219,12 @@ sub log_since {
 	return $text;
 }
 
-# Log lines of the presence worker (log_line_prefix '%m [%p] %b ') at
-# WARNING or worse, plus any crash of a server process.
+# Log lines of the presence worker or its launcher (log_line_prefix
+# '%m [%p] %b ') at WARNING or worse, plus any crash of a server process.
 sub worker_log_problems {
 	my ($text) = @_;
 	return grep {
-		/ presence worker (WARNING|ERROR|FATAL|PANIC):/
+		/ presence (worker|launcher) (WARNING|ERROR|FATAL|PANIC):/
 		  || /terminated by signal|was terminated|exited with exit code [^01]|PANIC/
 	} split /\n/, $text;
 }
@@ -235,7 +235,8 @@ sub worker_log_problems {
 # other than the deliberate kills -9 (kills => [worker pids]), no worker
 # error, no crash except those kills; the worker runs at the end.  starts
 # => N: how many starts to expect (1 + kills by default); warnings => qr//:
-# worker WARNINGs the test expects.  7 assertions.
+# worker WARNINGs the test expects; launcher_warnings => qr//: the same for
+# the launcher, whose log is checked like the worker's.  7 assertions.
 sub server_log_ok {
 	my (%o) = @_;
 	my $which = $o{cluster};
@@ -258,11 +259,12 @@ sub server_log_ok {
 		"$name log: $want_starts start(s): the first + one per deliberate kill -9 (" . scalar(@kills) . '), no other restart');
 	diag("$name: presence worker starts: " . scalar @started);
 
-	my @errors = grep { / presence worker (ERROR|FATAL|PANIC|WARNING):/
-		  && !($o{warnings} && / presence worker WARNING:/ && /$o{warnings}/) } @lines;
-	is_deeply(\@errors, [], "$name log: the worker never logged an error");
-	my @exits = grep { /background worker "presence worker" \(PID (\d+)\) exited/ } @lines;
-	is_deeply(\@exits, [], "$name log: the worker never exited on its own");
+	my @errors = grep { / presence (worker|launcher) (ERROR|FATAL|PANIC|WARNING):/
+		  && !($o{warnings} && / presence worker WARNING:/ && /$o{warnings}/)
+		  && !($o{launcher_warnings} && / presence launcher WARNING:/ && /$o{launcher_warnings}/) } @lines;
+	is_deeply(\@errors, [], "$name log: the worker and its launcher never logged an error");
+	my @exits = grep { /background worker "presence (worker|launcher)" \(PID (\d+)\) exited/ } @lines;
+	is_deeply(\@exits, [], "$name log: the worker and its launcher never exited on their own");
 
 	# test/lib/cluster.sh's cluster_log_has_crash, minus the deliberate kills.
 	my $kill_re = join '|', map { quotemeta } @kills;
