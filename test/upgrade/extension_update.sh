@@ -251,7 +251,7 @@ add_regress_counts "pg_regress in the updated database" "$OUT/regress.log" $rc
 echo "== isolation in app"
 specs=$(ls test/isolation/specs/*.spec | xargs -n1 basename | sed 's/\.spec$//')
 "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress" \
-	--inputdir=test/isolation --launcher="$PWD/test/isolation/normalize_epoch.sh" --outputdir="$OUT/isolation" --bindir="$PG_BINDIR" \
+	--inputdir=test/isolation --launcher="$ROOT/test/isolation/normalize_epoch.sh" --outputdir="$OUT/isolation" --bindir="$PG_BINDIR" \
 	--use-existing --dbname=app $specs >"$OUT/isolation.log" 2>&1
 rc=$?
 add_regress_counts "isolation in the updated database" "$OUT/isolation.log" $rc

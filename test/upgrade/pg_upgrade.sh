@@ -199,7 +199,7 @@ add_regress_counts "pg_regress in the upgraded database" "$OUT/regress.log" $rc
 echo "== isolation in app ($TO)"
 specs=$(ls test/isolation/specs/*.spec | xargs -n1 basename | sed 's/\.spec$//')
 "$("$NEW_BIN/pg_config" --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress" \
-	--inputdir=test/isolation --outputdir="$OUT/isolation" --bindir="$NEW_BIN" \
+	--inputdir=test/isolation --launcher="$ROOT/test/isolation/normalize_epoch.sh" --outputdir="$OUT/isolation" --bindir="$NEW_BIN" \
 	--use-existing --dbname=app $specs >"$OUT/isolation.log" 2>&1
 rc=$?
 add_regress_counts "isolation in the upgraded database" "$OUT/isolation.log" $rc
