@@ -676,8 +676,9 @@ test('wire format: a diff on a non-ASCII topic decodes (N counts characters) wit
   assert.equal(got[0].split(':')[0], String([...`presence:${topic}`].length));
   const [join, leave] = mine.map((d) => d.diff);
   assert.deepEqual(Object.keys(join), [
-    'kind', 'topic', 'principal', 'ekind', 'agent_id', 'fd', 'since', 'state', 'note', 'until_ts', 'seq', 'worker_id',
+    'kind', 'topic', 'principal', 'ekind', 'agent_id', 'fd', 'since', 'state', 'note', 'until_ts', 'seq', 'worker_id', 'meta',
   ]);
+  assert.deepEqual(join.meta, {});
   assert.equal(join.kind, 'join');
   assert.equal(join.principal, 'user:zoë "q" \\');
   assert.equal(join.agent_id, 'bot-🤖');
