@@ -9,7 +9,7 @@
 # the extension, builds bench/listener, starts its own throwaway cluster
 # (/tmp/presence-bench, port 55435), runs every benchmark, prints the
 # figures and stops the cluster on exit.  Raw results go to bench/out/:
-# write.tsv, reads.tsv, sweep.tsv, prune.tsv, delivery-*.txt, plans-*.txt,
+# write.tsv, reads.tsv, sweep.tsv, prune.tsv, history-stmt.tsv, delivery-*.txt, plans-*.txt,
 # the pgbench outputs, results.md (the tables of BENCHMARKS.md) and
 # summary.txt.  About 14 minutes with the defaults.
 #

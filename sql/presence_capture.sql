@@ -23,6 +23,12 @@ INSERT INTO tep_presence (worker_id, topic, fd, principal_id, since_ts) VALUES
 SET presence.history = on;
 INSERT INTO presence_history (topic, worker_id, fd, principal_id, kind, agent_id, meta, joined_ts, left_ts, reason)
   VALUES ('t', 'cap-old', 1, 'u', 'human', '', '{}', 1, trunc(extract(epoch FROM now()))::bigint - 86400, 'untrack');
+-- ... a day past retention, which it drops, and a row past retention in
+-- the default partition, which it deletes.
+CREATE TABLE presence_history_20000101 PARTITION OF presence_history FOR VALUES FROM (946684800) TO (946771200);
+INSERT INTO presence_history (topic, worker_id, fd, principal_id, kind, agent_id, meta, joined_ts, left_ts, reason)
+  VALUES ('t', 'cap-2000', 1, 'u', 'human', '', '{}', 1, 946684900, 'untrack'),
+         ('t', 'cap-1970', 1, 'u', 'human', '', '{}', 1, 100, 'untrack');
 SET ROLE regress_capture_app;
 CREATE FUNCTION regress_capture.boom2(text, text) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured text op'; END$$;
 CREATE FUNCTION regress_capture.boomi(integer, integer) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured int op'; END$$;
@@ -101,6 +107,8 @@ SELECT topic, seq FROM public.presence_topic_seq ORDER BY topic;
 -- The past day's row left the default partition for its own.
 SELECT count(*) AS in_default FROM public.presence_history_default;
 SELECT count(*) AS day_partitions FROM pg_inherits WHERE inhparent = 'public.presence_history'::regclass;
+SELECT to_regclass('public.presence_history_20000101') IS NULL AS old_day_dropped,
+       (SELECT count(*) FROM public.presence_history WHERE worker_id = 'cap-1970') AS old_default_rows;
 SELECT pg_catalog.count(*) AS in_its_day FROM public.presence_history
  WHERE worker_id = 'cap-old' AND tableoid::regclass::text = 'presence_history_' || to_char(to_timestamp(left_ts) AT TIME ZONE 'UTC', 'YYYYMMDD');
 SELECT topic, reason, count(*) FROM public.presence_history GROUP BY 1, 2 ORDER BY 1, 2;

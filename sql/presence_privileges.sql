@@ -83,6 +83,11 @@ SELECT pg_temp.try($$DELETE FROM tep_presence RETURNING 1$$);
 SELECT pg_temp.try($$INSERT INTO tep_presence_worker (worker_id, last_seen_ts) VALUES ('w', 1) RETURNING 1$$);
 SELECT pg_temp.try($$SELECT count(*) FROM presence_topic_seq$$);
 SELECT pg_temp.try($$UPDATE presence_topic_seq SET seq = 0 RETURNING 1$$);
+SELECT pg_temp.try($$SELECT count(*) FROM presence_history('room', 0, 1)$$);
+SELECT pg_temp.try($$SELECT presence_last_seen('p')$$);
+SELECT pg_temp.try($$SELECT count(*) FROM presence_principals('room')$$);
+SELECT pg_temp.try($$SELECT count(*) FROM presence_history$$);
+SELECT pg_temp.try($$SELECT count(*) FROM presence_history_default$$);
 RESET ROLE;
 SELECT count(*) AS entries FROM tep_presence;
 
@@ -121,7 +126,12 @@ VALUES ('gw-other', trunc(extract(epoch FROM now())));
 -- those our queries call, and an = operator on text; and a temp table
 -- tep_presence.  Each lookalike raises if it is ever used.
 CREATE SCHEMA regress_evil AUTHORIZATION regress_presence_app;
+-- History on for the session (a superuser's setting), so that the app's
+-- leaves below are recorded.
+SET presence.history = on;
 SET ROLE regress_presence_app;
+-- ... and the app cannot turn it off.
+SELECT pg_temp.try($$SET presence.history = off$$);
 CREATE FUNCTION regress_evil.captured() RETURNS trigger LANGUAGE plpgsql AS
 $$ BEGIN RAISE EXCEPTION 'captured by a lookalike %', TG_TABLE_NAME; END $$;
 CREATE TABLE regress_evil.tep_presence
@@ -192,8 +202,19 @@ SELECT presence_clear('gw-app');
 SELECT presence_worker_start() LIKE 'pg-%' AS conn_id;
 SELECT presence_prune_dead_workers();
 SELECT presence_worker_stop();
--- The app still cannot read the real table directly.
+-- 1.1's functions, through the same search_path.
+SELECT presence_track('room', 5, 'user:app', worker_id => 'gw-app', meta => '{"name": "App"}');
+SELECT presence_set_meta('room', 5, '{"name": "App 2"}', 'gw-app');
+SELECT principal_id, humans, agents, connections, state, meta FROM presence_principals('room');
+SELECT presence_count_principals('room');
+SELECT presence_untrack('room', 5, 'gw-app');
+SELECT presence_last_seen('user:app') IS NOT NULL AS seen, presence_last_seen('user:nobody') AS never;
+SELECT principal_id, fd, reason FROM presence_history('room', 0, 9223372036854775807) ORDER BY reason, fd;
+SELECT presence_history_maintain() >= 0 AS maintained;
+-- The app still cannot read the real tables directly.
 SELECT pg_temp.try($$SELECT count(*) FROM public.tep_presence$$);
+SELECT pg_temp.try($$SELECT count(*) FROM public.presence_history$$);
+SELECT pg_temp.try($$DELETE FROM public.presence_history RETURNING 1$$);
 RESET search_path;
 RESET ROLE;
 
@@ -395,6 +416,20 @@ SELECT presence_worker_stop(:'conn_id');
 DELETE FROM tep_presence;
 DELETE FROM tep_presence_worker;
 DELETE FROM presence_topic_seq;
+RESET presence.history;
+DELETE FROM presence_history;
+DO $$
+DECLARE
+    p regclass;
+BEGIN
+    FOR p IN SELECT inhrelid::regclass FROM pg_inherits
+              WHERE inhparent = 'presence_history'::regclass
+                AND inhrelid <> 'presence_history_default'::regclass
+    LOOP
+        EXECUTE format('DROP TABLE %s', p);
+    END LOOP;
+END
+$$;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM regress_presence_app;
 REVOKE ALL ON FUNCTION presence_track, presence_untrack, presence_set_status,
   presence_heartbeat, presence_worker_start, presence_worker_stop

@@ -428,6 +428,9 @@ ensure_day(Oid namespace, Oid default_oid, const char *schema, int64 day)
 		maintenance_pending = true;
 		return;
 	}
+	/* Another run may have made it and committed before the lock. */
+	if (OidIsValid(get_relname_relid(name, namespace)))
+		return;
 	run_ddl("CREATE TABLE %1$s.%2$s (LIKE %1$s.presence_history)",
 			schema, name, from, to);
 	run_ddl("WITH moved AS (DELETE FROM %1$s.presence_history_default"
@@ -443,6 +446,7 @@ ensure_day(Oid namespace, Oid default_oid, const char *schema, int64 day)
  * Drop the day partitions wholly older than the cutoff day; returns how
  * many.  Dropping locks the table exclusively, so only when that lock is
  * free at once: a leave never waits on it; another run drops the rest.
+ * (IF EXISTS: a concurrent run may have dropped one since the list.)
  */
 static int
 drop_old_days(Oid history_oid, const char *schema, int64 cutoff_day)
@@ -467,7 +471,7 @@ drop_old_days(Oid history_oid, const char *schema, int64 cutoff_day)
 		return 0;
 	}
 	foreach(lc, names)
-		run_ddl("DROP TABLE %1$s.%2$s", schema, lfirst(lc), 0, 0);
+		run_ddl("DROP TABLE IF EXISTS %1$s.%2$s", schema, lfirst(lc), 0, 0);
 	return list_length(names);
 }
 

@@ -10,9 +10,11 @@
  *	 notify_guard.c  its watch on the NOTIFY queue (stalled listeners)
  *	 entry.c      SQL functions of Tep's surface (track, status, lists...)
  *	 liveness.c   SQL functions of workers, and pruning the dead
- *	 history.c    1.1's meta, session history, last seen and principals
  *	 change.c     the change engine: pending diffs, commit-time seqs,
  *	              batches
+ *	 history.c    1.1: meta's checks, the session history (written for
+ *	              change.c's leaves) and its partitions, and the SQL
+ *	              functions of history, last seen and principals
  *	 epoch.c      the stream's epoch
  *	 args.c       argument checks and the session's worker identity
  *	 query.c      kept SPI plans and the extension's tables

@@ -753,6 +753,7 @@ test('wire format: a diff on a non-ASCII topic decodes (N counts characters) wit
     'meta', 'epoch', ...(SIGNING_KEY ? ['sig'] : []),
   ]);
   if (SIGNING_KEY) assert.ok(mine.every((d) => wire.signedBy(d.json, SIGNING_KEY)), 'signed under the key');
+  assert.deepEqual(join.meta, {});
   assert.equal(join.kind, 'join');
   assert.equal(join.principal, 'user:zoë "q" \\');
   assert.equal(join.agent_id, 'bot-🤖');
