@@ -73,6 +73,14 @@ PRESENCE_BUILD_PACKAGES=(make gcc "postgresql-$PRESENCE_PG_MAJOR"
 	! dpkg-query -W -f='${Status}' "postgresql-$PRESENCE_PG_MAJOR-pgtap" 2>/dev/null | grep -q "ok installed" ||
 	PRESENCE_BUILD_PACKAGES+=("postgresql-$PRESENCE_PG_MAJOR-pgtap")
 
+# PL/Proxy for the shard suite (test/shards/run.sh), where Debian packages
+# it for this major: 15 (bookworm), 17 (trixie), 18 (sid); none for 19 yet,
+# where the suite says so and is skipped.
+if dpkg-query -W -f='${Status}' "postgresql-$PRESENCE_PG_MAJOR-plproxy" 2>/dev/null | grep -q "ok installed" ||
+	apt-cache policy "postgresql-$PRESENCE_PG_MAJOR-plproxy" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+	PRESENCE_BUILD_PACKAGES+=("postgresql-$PRESENCE_PG_MAJOR-plproxy")
+fi
+
 # build_and_install: make && make install of the extension at the repo top.
 build_and_install() {
 	make -s -C "$PRESENCE_ROOT" >/dev/null && make -s -C "$PRESENCE_ROOT" install >/dev/null
