@@ -18,9 +18,9 @@
 -- shard would make a worker bound to PL/Proxy's pooled connection).
 --
 -- To mirror a new presence function: a PL/Proxy function in presence_proxy
--- (RUN ON presence_proxy.topic_hash(topic), or RUN ON ALL for worker-wide
--- ones) and a public wrapper with presence's signature; see
--- docs/scaling.md, "Adding a function".
+-- (RUN ON presence_proxy.topic_hash(topic); for a worker-wide one, RUN ON
+-- shard and presence_proxy.sum_on_shards) and a public wrapper with
+-- presence's signature; see docs/scaling.md, "Adding a function".
 
 \echo Use "CREATE EXTENSION presence_proxy" to load this file. \quit
 
@@ -248,35 +248,44 @@ $$;
 
 -- Worker-wide functions: PL/Proxy, on every shard ------------------------
 
-CREATE FUNCTION presence_proxy.untrack_by_fd(fd integer, worker_id text)
-RETURNS SETOF integer LANGUAGE plproxy AS $$
-    CLUSTER 'presence'; RUN ON ALL; TARGET presence_untrack_by_fd;
-$$;
-
-CREATE FUNCTION presence_proxy.clear(worker_id text)
-RETURNS SETOF integer LANGUAGE plproxy AS $$
-    CLUSTER 'presence'; RUN ON ALL; TARGET presence_clear;
-$$;
-
-CREATE FUNCTION presence_proxy.sweep_expired_status()
-RETURNS SETOF integer LANGUAGE plproxy AS $$
-    CLUSTER 'presence'; RUN ON ALL; TARGET presence_sweep_expired_status;
-$$;
-
-CREATE FUNCTION presence_proxy.prune_dead_workers()
-RETURNS SETOF integer LANGUAGE plproxy AS $$
-    CLUSTER 'presence'; RUN ON ALL; TARGET presence_prune_dead_workers;
-$$;
-
+-- worker_start must reach every shard (RUN ON ALL, in parallel; an error
+-- if one is down): it drops what a previous run of the id left, and a shard
+-- it missed would keep those entries alive under the new heartbeats.
 CREATE FUNCTION presence_proxy.worker_start(worker_id text, lease interval)
 RETURNS SETOF text LANGUAGE plproxy AS $$
     CLUSTER 'presence'; RUN ON ALL; TARGET presence_worker_start;
 $$;
 
--- Heartbeat and stop go shard by shard (RUN ON shard, a partition number),
--- so that one shard down or not knowing the worker does not fail the call
--- on the others: a heartbeat that failed everywhere because one shard is
--- down would let the gateway's lease lapse on every shard.
+-- The others go shard by shard (RUN ON shard, a partition number), so that
+-- a shard that is down does not fail the call on the others: a gateway's
+-- untrack_by_fd on every socket close, or its heartbeat, must go on while
+-- one shard is away (a heartbeat failing everywhere would let its lease
+-- lapse on every shard).
+CREATE FUNCTION presence_proxy.untrack_by_fd_on(shard integer, fd integer,
+                                                worker_id text)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_untrack_by_fd(fd, worker_id);
+$$;
+
+CREATE FUNCTION presence_proxy.clear_on(shard integer, worker_id text)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_clear(worker_id);
+$$;
+
+CREATE FUNCTION presence_proxy.sweep_expired_status_on(shard integer)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_sweep_expired_status();
+$$;
+
+CREATE FUNCTION presence_proxy.prune_dead_workers_on(shard integer)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_prune_dead_workers();
+$$;
+
 CREATE FUNCTION presence_proxy.heartbeat_on(shard integer, worker_id text)
 RETURNS boolean LANGUAGE plproxy AS $$
     CLUSTER 'presence'; RUN ON shard;
@@ -287,6 +296,51 @@ CREATE FUNCTION presence_proxy.worker_stop_on(shard integer, worker_id text)
 RETURNS integer LANGUAGE plproxy AS $$
     CLUSTER 'presence'; RUN ON shard;
     SELECT presence_worker_stop(worker_id);
+$$;
+
+-- A shard's error is bad input (the shard's SQLSTATE of class 22, as on one
+-- server) or the shard was not reached (anything else: PL/Proxy's
+-- connection errors, a shard in recovery).
+CREATE FUNCTION presence_proxy.not_reached(state text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT left(state, 2) <> '22' $$;
+
+-- call, run on every shard with $1 the shard and $2 args: the sum of its
+-- integer results on the shards reached.  A shard not reached is a WARNING
+-- naming it (what it holds is left to it: its own background worker
+-- prunes and sweeps it); no shard reached is an error.
+CREATE FUNCTION presence_proxy.sum_on_shards(caller text, call text,
+                                             args text[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    p record;
+    n integer;
+    total integer := 0;
+    reached boolean := false;
+    err text;
+BEGIN
+    FOR p IN SELECT * FROM presence_proxy.partitions() LOOP
+        BEGIN
+            EXECUTE call INTO n USING p.shard, args;
+            total := total + n;
+            reached := true;
+        EXCEPTION WHEN OTHERS THEN
+            IF NOT presence_proxy.not_reached(SQLSTATE) THEN
+                RAISE;
+            END IF;
+            err := SQLERRM;
+            RAISE WARNING '%: shard % not reached: %', caller, p.shard, err;
+        END;
+    END LOOP;
+    IF NOT reached THEN
+        RAISE EXCEPTION '%: no shard reached: %', caller, coalesce(err, 'no shards configured')
+              USING ERRCODE = 'connection_failure';
+    END IF;
+    RETURN total;
+END
 $$;
 
 -- The public API: presence's names, signatures and defaults ---------------
@@ -316,8 +370,9 @@ CREATE FUNCTION presence_untrack_by_fd(fd integer,
                                        worker_id text DEFAULT NULL)
 RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog
-AS $$ SELECT coalesce(sum(n), 0)::integer
-        FROM presence_proxy.untrack_by_fd(fd, presence_proxy.worker(worker_id)) n $$;
+AS $$ SELECT presence_proxy.sum_on_shards('presence_untrack_by_fd',
+               'SELECT presence_proxy.untrack_by_fd_on($1, $2[1]::integer, $2[2])',
+               ARRAY[fd::text, presence_proxy.worker(worker_id)]) $$;
 
 CREATE FUNCTION presence_list(topic text, worker_id text DEFAULT NULL)
 RETURNS SETOF tep_presence LANGUAGE sql STABLE SECURITY DEFINER
@@ -385,14 +440,15 @@ AS $$ SELECT * FROM presence_proxy.find_entry(topic, fd,
 CREATE FUNCTION presence_sweep_expired_status()
 RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog
-AS $$ SELECT coalesce(sum(n), 0)::integer
-        FROM presence_proxy.sweep_expired_status() n $$;
+AS $$ SELECT presence_proxy.sum_on_shards('presence_sweep_expired_status',
+               'SELECT presence_proxy.sweep_expired_status_on($1)', '{}') $$;
 
 CREATE FUNCTION presence_clear(worker_id text DEFAULT NULL)
 RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog
-AS $$ SELECT coalesce(sum(n), 0)::integer
-        FROM presence_proxy.clear(presence_proxy.worker(worker_id)) n $$;
+AS $$ SELECT presence_proxy.sum_on_shards('presence_clear',
+               'SELECT presence_proxy.clear_on($1, $2[1])',
+               ARRAY[presence_proxy.worker(worker_id)]) $$;
 
 CREATE FUNCTION presence_diff_topic(topic text)
 RETURNS text LANGUAGE sql IMMUTABLE SECURITY DEFINER
@@ -449,19 +505,21 @@ DECLARE
     alive boolean := true;
     known integer := 0;
     unknown integer := 0;
-    err text;
 BEGIN
     FOR p IN SELECT * FROM presence_proxy.partitions() LOOP
         BEGIN
             alive := presence_proxy.heartbeat_on(p.shard, w) AND alive;
             known := known + 1;
-        EXCEPTION WHEN invalid_parameter_value THEN
-            -- the shard does not know the worker
-            unknown := unknown + 1;
-            err := SQLERRM;
-        WHEN OTHERS THEN
-            RAISE WARNING 'presence_heartbeat: shard % not reached: %',
-                          p.shard, SQLERRM;
+        EXCEPTION WHEN OTHERS THEN
+            IF SQLERRM LIKE '%is not registered' THEN
+                -- presence's 22023 for a worker the shard does not know
+                unknown := unknown + 1;
+            ELSIF presence_proxy.not_reached(SQLSTATE) THEN
+                RAISE WARNING 'presence_heartbeat: shard % not reached: %',
+                              p.shard, SQLERRM;
+            ELSE
+                RAISE;
+            END IF;
         END;
     END LOOP;
     IF known = 0 AND unknown > 0 THEN
@@ -491,11 +549,15 @@ BEGIN
         BEGIN
             dropped := dropped + presence_proxy.worker_stop_on(p.shard, w);
             known := known + 1;
-        EXCEPTION WHEN invalid_parameter_value THEN
-            unknown := unknown + 1;
-        WHEN OTHERS THEN
-            RAISE WARNING 'presence_worker_stop: shard % not reached: %',
-                          p.shard, SQLERRM;
+        EXCEPTION WHEN OTHERS THEN
+            IF SQLERRM LIKE '%is not registered' THEN
+                unknown := unknown + 1;
+            ELSIF presence_proxy.not_reached(SQLSTATE) THEN
+                RAISE WARNING 'presence_worker_stop: shard % not reached: %',
+                              p.shard, SQLERRM;
+            ELSE
+                RAISE;
+            END IF;
         END;
     END LOOP;
     -- As on one server: the session's worker may be gone already.
@@ -513,8 +575,8 @@ $$;
 CREATE FUNCTION presence_prune_dead_workers()
 RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog
-AS $$ SELECT coalesce(sum(n), 0)::integer
-        FROM presence_proxy.prune_dead_workers() n $$;
+AS $$ SELECT presence_proxy.sum_on_shards('presence_prune_dead_workers',
+               'SELECT presence_proxy.prune_dead_workers_on($1)', '{}') $$;
 
 -- Nothing is executable by PUBLIC, as in presence: an app role is granted
 -- EXECUTE on the public functions (README, "More than one server").

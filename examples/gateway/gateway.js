@@ -494,7 +494,25 @@ async function untrack(conn) {
   // Only while the worker that tracked the socket is still ours: a lost
   // worker's entries are already gone.
   if (!conn.worker || conn.worker !== worker.id || worker.stopping) return;
+  if (SHARDS) return untrackOnShard(conn);
   await pool.query('SELECT presence_untrack_by_fd($1, $2)', [conn.fd, conn.worker]);
+}
+
+// Shard mode: the socket's one entry is on its topic's shard. While that
+// shard is down the call fails and is retried until it is back: else the
+// entry would outlive the socket there, kept alive by this worker's
+// heartbeats. A restarted worker has dropped it already.
+async function untrackOnShard(conn) {
+  for (let attempt = 0; conn.worker === worker.id && !worker.stopping; attempt++) {
+    try {
+      await pool.query('SELECT presence_untrack($1, $2, $3)', [conn.topic, conn.fd, conn.worker]);
+      return;
+    } catch (e) {
+      if (e.code && e.code.startsWith('22')) throw e;
+      log(`untrack of fd ${conn.fd} in ${conn.topic} failed (${e.message}); retrying`);
+      await sleep(backoffDelay(attempt));
+    }
+  }
 }
 
 function bytes(s) {

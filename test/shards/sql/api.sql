@@ -164,6 +164,11 @@ SELECT q, pg_temp.try(q) FROM (VALUES
   ($$SELECT presence_worker_start('gw-9', interval '0')$$),
   ($$SELECT presence_worker_start('gw-9', interval '100000000 years')$$),
   ($$SELECT presence_heartbeat('no-such-worker')::text$$),
+  ($$SELECT presence_heartbeat('')::text$$),
+  ($$SELECT presence_heartbeat(repeat('x', 256))::text$$),
+  ($$SELECT presence_worker_stop('')::text$$),
+  ($$SELECT presence_untrack_by_fd(1, '')::text$$),
+  ($$SELECT presence_clear('')::text$$),
   ($$SELECT presence_worker_stop('no-such-worker')::text$$)
 ) AS t(q);
 

@@ -19,6 +19,7 @@ ok(@down && @up, scalar(@down) . " topics on shard $victim, " . scalar(@up) . ' 
 
 $proxy->do(q{SELECT presence_worker_start('k9', '1 hour')});
 $proxy->do('SELECT presence_track(?, 1, ?)', undef, $_, "user:$_") for @topics;
+$proxy->do('SELECT presence_track(?, 7, ?)', undef, $_, "user:fd7") for @up[0, 1];
 my @listeners = map { listener($_) } 0 .. $ENV{PRESENCE_SHARDS_N} - 1;
 my $r = replica_new();
 replica_snapshot($r, $proxy, $_) for @topics;
@@ -76,6 +77,10 @@ my $others = eval {
 ok($others, 'calls on the other shards\' topics work meanwhile') or diag $@;
 my ($hb) = eval { $proxy->selectrow_array(q{SELECT presence_heartbeat('k9')}) };
 is($hb, 1, 'presence_heartbeat with a shard down: true (a WARNING names it), the others refreshed');
+my ($by_fd) = eval { $proxy->selectrow_array(q{SELECT presence_untrack_by_fd(7, 'k9')}) };
+is($by_fd, 2, 'presence_untrack_by_fd with a shard down: done on the others (a WARNING names it)');
+ok(!eval { $proxy->do(q{SELECT presence_worker_start('k9-late', '1 hour')}); 1 },
+	'presence_worker_start with a shard down fails (it must reach every shard)');
 drain() for 1 .. 10;
 
 ok(start_shard($victim), "shard $victim restarted");
