@@ -9,7 +9,7 @@
 # Checks, each one counted:
 #   - the proxy has every function of presence's API, same signature
 #   - test/shards/sql/api.sql gives the same output on one server and
-#     through the proxy
+#     through the proxy, and test/shards/pgtap passes on both
 #   - presence_shard(topic) names the shard that holds the topic's rows,
 #     with modular_mapping and with the bitmask over a power of two
 #   - the documented differences (connection-bound workers refused, no
@@ -84,6 +84,22 @@ check "test/shards/sql/api.sql: the proxy's output is one server's" test ! -s "$
 # ... and it did run (an error-free script, every function called).
 check "api.sql ran without a psql-level error" bash -c "! grep -q 'ERROR' '$OUT/api.single'"
 grep ERROR "$OUT/api.single" | head -n 5
+
+# ... and the pgTAP properties over random inputs, on both.
+for db in single proxy_api; do
+	if [ $db = single ]; then
+		run_on() { shard_psql 0 "$@"; }
+		host=$(shard_sock 0) port=$(shard_port 0)
+	else
+		run_on() { proxy_psql "$@"; }
+		host=$DIR/proxy/sock port=$BASE
+	fi
+	run_on -Xq -d $db -c 'CREATE EXTENSION IF NOT EXISTS pgtap' >/dev/null 2>&1
+	PGHOST=$host PGPORT=$port pg_prove -d $db test/shards/pgtap/*.sql >"$OUT/pgtap.$db" 2>&1
+	check "pgTAP test/shards/pgtap on $db: $(grep -oE 'Tests=[0-9]+' "$OUT/pgtap.$db")" \
+		grep -q '^Result: PASS' "$OUT/pgtap.$db"
+	grep -q '^Result: PASS' "$OUT/pgtap.$db" || cat "$OUT/pgtap.$db"
+done
 
 # 3. presence_shard(topic): where the rows are.
 placement() { # placement PROXYDB NSHARDS: mismatches, one a line
