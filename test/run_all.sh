@@ -133,6 +133,7 @@ record_script upgrade "$OUT/upgrade.log" $?
 # with PL/Proxy and presence_proxy (test/shards/run.sh; ports 55470-55473).
 # Skipped, and not counted, where this major has no PL/Proxy package.
 echo "== shards"
+ensure_plproxy >/dev/null 2>&1
 bash test/shards/run.sh >"$OUT/shards.log" 2>&1
 rc=$?
 if ((rc == 77)) && line=$(tail -n 1 "$OUT/shards.log") && [[ $line == skipped:* ]]; then
