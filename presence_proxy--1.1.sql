@@ -298,13 +298,16 @@ RETURNS integer LANGUAGE plproxy AS $$
     SELECT presence_worker_stop(worker_id);
 $$;
 
--- A shard's error is bad input (the shard's SQLSTATE of class 22, as on one
--- server) or the shard was not reached (anything else: PL/Proxy's
--- connection errors, a shard in recovery).
-CREATE FUNCTION presence_proxy.not_reached(state text)
+-- Whether an error means the shard was not reached: PL/Proxy's own errors
+-- (XX000 "PL/Proxy function ...": connecting, a lost connection, a
+-- timeout), a connection exception (08) or a server shutting down or
+-- starting (57).  Any other error is the shard's answer (bad input,
+-- privileges) and stands, as on one server.
+CREATE FUNCTION presence_proxy.not_reached(state text, message text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE
-AS $$ SELECT left(state, 2) <> '22' $$;
+AS $$ SELECT left(state, 2) IN ('08', '57')
+          OR (state = 'XX000' AND message LIKE 'PL/Proxy function %') $$;
 
 -- call, run on every shard with $1 the shard and $2 args: the sum of its
 -- integer results on the shards reached.  A shard not reached is a WARNING
@@ -328,7 +331,7 @@ BEGIN
             total := total + n;
             reached := true;
         EXCEPTION WHEN OTHERS THEN
-            IF NOT presence_proxy.not_reached(SQLSTATE) THEN
+            IF NOT presence_proxy.not_reached(SQLSTATE, SQLERRM) THEN
                 RAISE;
             END IF;
             err := SQLERRM;
@@ -514,7 +517,7 @@ BEGIN
             IF SQLERRM LIKE '%is not registered' THEN
                 -- presence's 22023 for a worker the shard does not know
                 unknown := unknown + 1;
-            ELSIF presence_proxy.not_reached(SQLSTATE) THEN
+            ELSIF presence_proxy.not_reached(SQLSTATE, SQLERRM) THEN
                 RAISE WARNING 'presence_heartbeat: shard % not reached: %',
                               p.shard, SQLERRM;
             ELSE
@@ -552,7 +555,7 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             IF SQLERRM LIKE '%is not registered' THEN
                 unknown := unknown + 1;
-            ELSIF presence_proxy.not_reached(SQLSTATE) THEN
+            ELSIF presence_proxy.not_reached(SQLSTATE, SQLERRM) THEN
                 RAISE WARNING 'presence_worker_stop: shard % not reached: %',
                               p.shard, SQLERRM;
             ELSE

@@ -79,6 +79,8 @@ my ($hb) = eval { $proxy->selectrow_array(q{SELECT presence_heartbeat('k9')}) };
 is($hb, 1, 'presence_heartbeat with a shard down: true (a WARNING names it), the others refreshed');
 my ($by_fd) = eval { $proxy->selectrow_array(q{SELECT presence_untrack_by_fd(7, 'k9')}) };
 is($by_fd, 2, 'presence_untrack_by_fd with a shard down: done on the others (a WARNING names it)');
+my $bad = eval { $proxy->do(q{SELECT presence_untrack_by_fd(-1, 'k9')}); 'no error' } // $proxy->state;
+is($bad, '22023', 'bad input with a shard down is still the shards\' error (22023), not a WARNING');
 ok(!eval { $proxy->do(q{SELECT presence_worker_start('k9-late', '1 hour')}); 1 },
 	'presence_worker_start with a shard down fails (it must reach every shard)');
 drain() for 1 .. 10;
