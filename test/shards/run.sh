@@ -170,6 +170,14 @@ check "the internal functions are not the app's: 42501" \
 check "a role without the GRANT: 42501" \
 	expect_state 42501 proxy_api "SET ROLE stranger; SELECT presence_count_global('t')"
 
+# DROP EXTENSION and CREATE again: the extension's objects go and come
+# back; the foreign server, the administrator's, stays.
+again=$(proxy_psql -Atq -d proxy_pow2 -c 'DROP EXTENSION presence_proxy' \
+	-c "SELECT count(*) FROM pg_namespace WHERE nspname = 'presence_proxy'" \
+	-c 'CREATE EXTENSION presence_proxy' \
+	-c "SELECT presence_track('again:1', 1, 'p', worker_id => 'again') AND presence_clear('again') = 1" 2>&1 | xargs)
+check "DROP and CREATE EXTENSION presence_proxy (got '$again')" test "$again" = "0 t"
+
 # 5. The Perl files: churn, kill -9, lease.
 export PRESENCE_SHARDS_DIR=$DIR PRESENCE_SHARDS_BASE=$BASE PRESENCE_SHARDS_N=3 PG_BINDIR
 prove -I test/shards/lib --verbose --timer test/shards/t/*.t >"$OUT/prove.log" 2>&1
