@@ -2,7 +2,7 @@
 
 EXTENSION = presence presence_proxy
 MODULE_big = presence
-OBJS = src/presence.o src/query.o src/wire.o src/args.o src/change.o \
+OBJS = src/presence.o src/query.o src/wire.o src/args.o src/epoch.o src/change.o \
 	src/entry.o src/liveness.o src/notify_guard.o src/bgworker.o
 DATA = presence--1.0.sql presence--1.0--1.1.sql presence_proxy--1.1.sql
 PGFILEDESC = "presence - who's-here registry with Tep-wire diffs"
@@ -25,7 +25,8 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \
 REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 REGRESS_OPTS = --load-extension=presence
 ISOLATION = $(sort $(basename $(notdir $(wildcard test/isolation/specs/*.spec))))
-ISOLATION_OPTS = --inputdir=test/isolation --load-extension=presence
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=presence \
+	--launcher=$(abspath $(srcdir))/test/isolation/normalize_epoch.sh
 TAP_TESTS = 1
 PROVE_TESTS = $(sort $(wildcard test/integration/t/*.t))
 

@@ -39,3 +39,14 @@ REVOKE ALL ON FUNCTION presence_channel(text) FROM PUBLIC;
 -- is kept, so that seq never goes back: a client holding seq 57 of a topic
 -- would otherwise drop the restored database's new diffs 1 to 57 as old.
 SELECT pg_catalog.pg_extension_config_dump('presence_topic_seq', '');
+
+-- The epoch every diff and snapshot carries: it changes whenever this
+-- server's history of seqs may differ from what a listener saw (a crash, a
+-- promotion, a restore, the extension created again).  A client that
+-- resumes from a seq it kept compares this first.
+CREATE FUNCTION presence_epoch()
+RETURNS text
+AS 'MODULE_PATHNAME', 'presence_epoch'
+LANGUAGE C STABLE;
+
+REVOKE ALL ON FUNCTION presence_epoch() FROM PUBLIC;

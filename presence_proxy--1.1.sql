@@ -463,6 +463,19 @@ RETURNS json LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog
 AS $$ SELECT presence_proxy.snapshot(topic) $$;
 
+-- Each shard has its own epoch (its own history of seqs), so the proxy has
+-- none to give: a topic's is in its snapshot, from the topic's shard.
+CREATE FUNCTION presence_epoch()
+RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$
+BEGIN
+    RAISE EXCEPTION 'presence_epoch() has no single answer through presence_proxy: each shard has its own epoch'
+          USING ERRCODE = 'feature_not_supported',
+                HINT = 'Take a topic''s epoch from its snapshot: presence_snapshot(topic) ->> ''epoch''.';
+END
+$$;
+
 CREATE FUNCTION presence_channel(topic text)
 RETURNS text LANGUAGE sql IMMUTABLE SECURITY DEFINER
     SET search_path = pg_catalog

@@ -12,8 +12,10 @@
 # runs CYCLES times (BENCH_CYCLES, default 1000) in `postgres --single`
 # on a fresh cluster with the write benchmark's background rows, after a
 # warm-up of the same length.  Prints one line per side:
-# "side instructions_per_cycle".  It installs each build in turn, so run
-# it inside test/isolated.sh when other work shares the machine.
+# "side instructions_per_cycle".  BENCH_SIGNING_KEY=KEY also counts each
+# build with presence.signing_key = KEY ("ext@REV+signed"): a cycle is three
+# diffs.  It installs each build in turn, so run it inside
+# test/isolated.sh when other work shares the machine.
 set -eu -o pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -75,6 +77,13 @@ for rev in "${@:-HEAD}"; do
 		-f "$BENCH/sql/copy_shapes.sql" -f "$BENCH/sql/write_setup.sql" >/dev/null 2>&1
 	cluster_stop "$WORK/c"
 	count "ext@$rev" ""
+	if [ -n "${BENCH_SIGNING_KEY:-}" ]; then
+		conf=$WORK/c/data/postgresql.conf
+		cp "$conf" "$conf.unsigned"
+		echo "presence.signing_key = '$BENCH_SIGNING_KEY'" >>"$conf"
+		count "ext@$rev+signed" ""
+		mv "$conf.unsigned" "$conf"
+	fi
 	if [ "$first" = 1 ]; then
 		count "plpgsql-reference" "ref."
 		count "plpgsql-minimal" "minimal."

@@ -192,18 +192,22 @@ COMMIT;
 SELECT pg_temp.seq('room:lobby') AS lobby_seq, pg_temp.seq('room:other') AS other_seq;
 
 ----------------------------------------------------------------------------
--- snapshot: {"topic", "seq", "entries"} with diff-shaped entries (no
--- "kind", no "seq"), oldest first, every worker.
+-- snapshot: {"topic", "seq", "entries", "epoch"} with diff-shaped entries
+-- (no "kind", no "seq"), oldest first, every worker.  The epoch differs
+-- from one server run to the next: shown as E where it is presence_epoch().
 ----------------------------------------------------------------------------
 UPDATE tep_presence SET since_ts = 1716392400 + fd;
 UPDATE tep_presence SET status_until = 4102444800 WHERE status_until > 0;
 -- (one entry per output line: the text is split after each object)
-SELECT replace(replace(presence_snapshot('room:lobby')::text, '},{', E'},\n{'),
-               '[{', E'[\n{') AS snapshot;
+SELECT replace(replace(replace(presence_snapshot('room:lobby')::text, '},{', E'},\n{'),
+                       '[{', E'[\n{'), presence_epoch(), 'E') AS snapshot;
 SELECT (presence_snapshot('room:lobby') ->> 'seq')::bigint
        = pg_temp.seq('room:lobby') AS seq_matches;
-SELECT presence_snapshot('nowhere');
-SELECT presence_snapshot(E'q"uote\\');
+SELECT replace(presence_snapshot('nowhere')::text, presence_epoch(), 'E');
+SELECT replace(presence_snapshot(E'q"uote\\')::text, presence_epoch(), 'E');
+-- epoch: 16 hex digits, the same for every call of a server run.
+SELECT presence_epoch() ~ '^[0-9a-f]{16}$' AS epoch_is_hex,
+       presence_epoch() = presence_epoch() AS epoch_is_stable;
 
 ----------------------------------------------------------------------------
 -- untrack: true + leave diff; false when absent (no diff).

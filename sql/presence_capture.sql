@@ -5,7 +5,7 @@
 -- must see every function behave exactly as usual; any capture raises.
 SET client_min_messages = warning;
 CREATE ROLE regress_capture_app;
-GRANT EXECUTE ON FUNCTION presence_track, presence_untrack, presence_untrack_by_fd, presence_list, presence_list_global, presence_count, presence_count_humans, presence_count_agents, presence_count_global, presence_count_humans_global, presence_count_agents_global, presence_set_status, presence_clear_status, presence_find_entry, presence_sweep_expired_status, presence_clear, presence_diff_topic, presence_snapshot, presence_worker_start, presence_heartbeat, presence_worker_stop, presence_prune_dead_workers TO regress_capture_app;
+GRANT EXECUTE ON FUNCTION presence_track, presence_untrack, presence_untrack_by_fd, presence_list, presence_list_global, presence_count, presence_count_humans, presence_count_agents, presence_count_global, presence_count_humans_global, presence_count_agents_global, presence_set_status, presence_clear_status, presence_find_entry, presence_sweep_expired_status, presence_clear, presence_diff_topic, presence_snapshot, presence_epoch, presence_worker_start, presence_heartbeat, presence_worker_stop, presence_prune_dead_workers TO regress_capture_app;
 CREATE SCHEMA regress_capture AUTHORIZATION regress_capture_app;
 -- Dead workers of every kind and an orphan entry, so that every query of
 -- presence_prune_dead_workers runs under the hostile path below.
@@ -56,7 +56,7 @@ SELECT presence_sweep_expired_status();
 SELECT presence_count('t'), presence_count_humans('t'), presence_count_agents('t'), presence_count_global('t'), presence_count_humans_global('t'), presence_count_agents_global('t');
 SELECT fd, status_state FROM presence_list('t');
 SELECT pg_catalog.count(*) FROM presence_list_global('t');
-SELECT (presence_find_entry('t', 1)).fd, presence_diff_topic('t'), presence_snapshot('t2') IS NOT NULL;
+SELECT (presence_find_entry('t', 1)).fd, presence_diff_topic('t'), presence_snapshot('t2') IS NOT NULL, presence_epoch() IS NOT NULL;
 SELECT presence_untrack('t', 2), presence_untrack_by_fd(1), presence_clear();
 SELECT presence_prune_dead_workers(), presence_worker_stop('lease'), presence_worker_stop();
 SELECT pg_catalog.count(*) AS dead_left FROM presence_list_global('t3');

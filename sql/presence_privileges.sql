@@ -95,7 +95,7 @@ GRANT EXECUTE ON FUNCTION
   presence_find_entry, presence_sweep_expired_status, presence_clear,
   presence_diff_topic, presence_snapshot, presence_worker_start,
   presence_heartbeat, presence_worker_stop, presence_prune_dead_workers,
-  presence_channel
+  presence_channel, presence_epoch
 TO regress_presence_app;
 SELECT f FROM ext_functions
  WHERE NOT has_function_privilege('regress_presence_app', f, 'EXECUTE')

@@ -66,6 +66,7 @@ typedef struct PendingDiff
 	char	   *text;			/* the payload but for its seq */
 	int			len;
 	int			seq_at;			/* where the seq goes in text */
+	int			json_at;		/* where its JSON starts */
 	int			nest_level;		/* (sub)transaction that recorded it */
 } PendingDiff;
 
@@ -178,7 +179,8 @@ presence_record_diff(PresenceDiffKind kind, const PresenceEntry *entry)
 	if (npending == 0)
 		xact_delivery = presence_delivery;
 	diff = &pending[npending];
-	diff->seq_at = presence_encode_diff(&encode_buf, kind, entry);
+	diff->seq_at = presence_encode_diff(&encode_buf, kind, entry,
+										&diff->json_at);
 	diff->len = encode_buf.len;
 	diff->text = MemoryContextAlloc(TopTransactionContext, encode_buf.len);
 	memcpy(diff->text, encode_buf.data, encode_buf.len);
@@ -288,8 +290,9 @@ seq_table_index(Relation rel)
 }
 
 /*
- * Give every pending diff its seq and queue it with NOTIFY, then store the
- * topics' new seqs.  Runs at pre-commit, under the commit lock.
+ * Give every pending diff its seq, the epoch and its signature and queue it
+ * with NOTIFY, then store the topics' new seqs.  Runs at pre-commit, under
+ * the commit lock.
  */
 static void
 sequence_and_send(void)
@@ -298,6 +301,7 @@ sequence_and_send(void)
 								 RowExclusiveLock);
 	Relation	index = index_open(seq_table_index(rel), RowExclusiveLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	const char *epoch = presence_current_epoch();
 	StringInfoData payload;
 	HASH_SEQ_STATUS scan;
 	PendingTopic *topic;
@@ -312,10 +316,9 @@ sequence_and_send(void)
 		diff->topic->seq++;
 
 		resetStringInfo(&payload);
-		appendBinaryStringInfo(&payload, diff->text, diff->seq_at);
-		appendStringInfo(&payload, INT64_FORMAT, diff->topic->seq);
-		appendBinaryStringInfo(&payload, diff->text + diff->seq_at,
-							   diff->len - diff->seq_at);
+		presence_finish_diff(&payload, diff->text, diff->len, diff->seq_at,
+							 diff->json_at, diff->topic->seq, epoch,
+							 presence_signing_key);
 		if (xact_delivery != PRESENCE_DELIVERY_TOPIC)
 			Async_Notify(diff->channel, payload.data);
 		if (xact_delivery != PRESENCE_DELIVERY_BROADCAST)

@@ -1,7 +1,7 @@
 /*
  * entry.c
  *		The SQL functions of Tep's surface: track, untrack, list, counts,
- *		status, sweep, clear, diff_topic and snapshot.
+ *		status, sweep, clear, diff_topic, snapshot and epoch.
  */
 #include "presence.h"
 
@@ -33,6 +33,7 @@ PG_FUNCTION_INFO_V1(presence_sweep_expired_status);
 PG_FUNCTION_INFO_V1(presence_clear);
 PG_FUNCTION_INFO_V1(presence_diff_topic);
 PG_FUNCTION_INFO_V1(presence_snapshot);
+PG_FUNCTION_INFO_V1(presence_epoch);
 PG_FUNCTION_INFO_V1(presence_channel);
 PG_FUNCTION_INFO_V1(presence_entry_is_valid);
 
@@ -605,8 +606,9 @@ presence_channel(PG_FUNCTION_ARGS)
 }
 
 /*
- * presence_snapshot(topic): {"topic", "seq", "entries"}, read in one
- * snapshot so that a listener applies exactly the diffs with a greater seq.
+ * presence_snapshot(topic): {"topic", "seq", "entries", "epoch"}, read in
+ * one snapshot so that a listener applies exactly the diffs with a greater
+ * seq and the same epoch.
  */
 Datum
 presence_snapshot(PG_FUNCTION_ARGS)
@@ -645,9 +647,24 @@ presence_snapshot(PG_FUNCTION_ARGS)
 			appendStringInfoChar(&buf, ',');
 		presence_append_snapshot_entry(&buf, &entry);
 	}
-	appendStringInfoString(&buf, "]}");
+	appendStringInfo(&buf, "],\"epoch\":\"%s\"}", presence_current_epoch());
 	SPI_finish();
 
 	result = cstring_to_text_with_len(buf.data, buf.len);
 	PG_RETURN_TEXT_P(result);
+}
+
+/*
+ * presence_epoch(): the epoch this server's diffs and snapshots carry now,
+ * for a client that resumes from a seq it kept.
+ */
+Datum
+presence_epoch(PG_FUNCTION_ARGS)
+{
+	const char *epoch;
+
+	presence_spi_connect();		/* locks the extension against DROP */
+	epoch = presence_current_epoch();
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(epoch));
 }

@@ -13,6 +13,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 PG_MODULE_MAGIC;
 
@@ -25,14 +26,19 @@ int			presence_worker_ttl_s = 90;
 int			presence_batch_size = 1000;
 double		presence_notify_queue_warning = 0.5;
 int			presence_stalled_listener_timeout_ms = 0;
+char	   *presence_signing_key = NULL;
 
 /*
- * Counts exits of backends that registered a connection-bound worker, so the
- * background worker checks backend liveness only after one has gone.
+ * bound_worker_exits counts exits of backends that registered a
+ * connection-bound worker, so the background worker checks backend
+ * liveness only after one has gone.  server_run is drawn at random each
+ * time shared memory is made: at the server's start and at each restart
+ * after a crash (the epoch's part that such a restart changes).
  */
 typedef struct PresenceShared
 {
 	pg_atomic_uint64 bound_worker_exits;
+	uint64		server_run;
 } PresenceShared;
 
 static PresenceShared *presence_shared = NULL;
@@ -108,7 +114,12 @@ presence_shmem_startup(void)
 	presence_shared = ShmemInitStruct("presence", sizeof(PresenceShared),
 									  &found);
 	if (!found)
+	{
 		pg_atomic_init_u64(&presence_shared->bound_worker_exits, 0);
+		if (!pg_strong_random(&presence_shared->server_run,
+							  sizeof(presence_shared->server_run)))
+			presence_shared->server_run = (uint64) GetCurrentTimestamp();
+	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -131,6 +142,19 @@ presence_bound_worker_exits(void)
 	if (presence_shared == NULL)
 		return 0;
 	return pg_atomic_read_u64(&presence_shared->bound_worker_exits);
+}
+
+/*
+ * A number that changes at each start of the server, and, when preloaded,
+ * at each restart after a crash, which loses the WAL not yet written.
+ * Without shared memory the postmaster's start time is all there is.
+ */
+uint64
+presence_server_run(void)
+{
+	if (presence_shared == NULL)
+		return (uint64) PgStartTime;
+	return presence_shared->server_run;
 }
 
 static void
@@ -212,6 +236,14 @@ _PG_init(void)
 							0, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("presence.signing_key",
+							   "Secret under which every diff is signed with HMAC-SHA256; empty: unsigned.",
+							   "Visible to superusers only.  Set it in postgresql.conf.",
+							   &presence_signing_key,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 	{

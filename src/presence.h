@@ -12,6 +12,7 @@
  *	 liveness.c   SQL functions of workers, and pruning the dead
  *	 change.c     the change engine: pending diffs, commit-time seqs,
  *	              batches
+ *	 epoch.c      the stream's epoch
  *	 args.c       argument checks and the session's worker identity
  *	 query.c      kept SPI plans and the extension's tables
  *	 wire.c       Tep's wire format (pure encoding)
@@ -50,6 +51,7 @@ extern int	presence_worker_ttl_s;
 extern int	presence_batch_size;
 extern double presence_notify_queue_warning;
 extern int	presence_stalled_listener_timeout_ms;
+extern char *presence_signing_key;
 
 /* presence.delivery: which channels a diff goes on. */
 typedef enum PresenceDelivery
@@ -62,6 +64,7 @@ typedef enum PresenceDelivery
 /* Shared memory kept only when preloaded (presence.c). */
 extern void presence_note_bound_worker_exit(void);
 extern uint64 presence_bound_worker_exits(void);
+extern uint64 presence_server_run(void);
 
 /*
  * A query against the extension's tables, prepared once per backend.  The
@@ -116,6 +119,7 @@ typedef struct PresenceQuery
 /* query.c */
 extern bool presence_lock_extension(void);
 extern bool presence_extension_dropped(void);
+extern Oid	presence_extension_oid(void);
 
 typedef enum PresenceTable
 {
@@ -159,7 +163,10 @@ extern void presence_entry_from_tuple(PresenceEntry *entry, HeapTuple tuple,
 extern void presence_append_snapshot_entry(StringInfo buf,
 										   const PresenceEntry *entry);
 extern int	presence_encode_diff(StringInfo buf, PresenceDiffKind kind,
-								 const PresenceEntry *entry);
+								 const PresenceEntry *entry, int *json_at);
+extern void presence_finish_diff(StringInfo payload, const char *text,
+								 int len, int seq_at, int json_at, int64 seq,
+								 const char *epoch, const char *signing_key);
 extern void presence_check_diff_fits(const PresenceEntry *entry);
 extern void presence_topic_channel(const char *topic, char *channel);
 
@@ -177,6 +184,10 @@ extern const char *presence_connection_worker(void);
 extern bool presence_is_connection_worker(const char *worker_id);
 extern char *presence_worker_arg(FunctionCallInfo fcinfo, int argno);
 extern void presence_watch_connection_exit(void);
+
+/* epoch.c: an epoch is this many hex digits. */
+#define PRESENCE_EPOCH_CHARS 16
+extern const char *presence_current_epoch(void);
 
 /* change.c */
 extern void presence_register_change_callbacks(void);

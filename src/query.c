@@ -144,6 +144,17 @@ presence_extension_dropped(void)
 }
 
 /*
+ * The extension's oid, which DROP and CREATE EXTENSION change.
+ */
+Oid
+presence_extension_oid(void)
+{
+	if (schema_prefix == NULL)
+		presence_lookup_schema();
+	return extension_oid;
+}
+
+/*
  * The oid of one of the extension's tables.
  */
 Oid

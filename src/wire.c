@@ -4,12 +4,13 @@
  *		size limit NOTIFY puts on it.  Pure encoding: no table, no state.
  *
  * A diff's seq is known only when its transaction commits (change.c), so a
- * diff is encoded at the statement as its text around the seq, and the seq
- * is put in at commit.
+ * diff is encoded at the statement as its text around the seq; the seq,
+ * the stream's epoch and the signature are put in at commit.
  */
 #include "presence.h"
 
 #include "common/cryptohash.h"
+#include "common/hmac.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -21,6 +22,15 @@
 
 /* The widest seq a payload may carry: PG_INT64_MAX has 19 digits. */
 #define PRESENCE_SEQ_MAX_DIGITS 19
+
+/*
+ * What commit adds after a diff's last key: ,"epoch":"<16 hex>" and, with
+ * presence.signing_key, ,"sig":"<64 hex>".  Counted always, so that whether
+ * a row fits does not depend on the setting.
+ */
+#define PRESENCE_SIG_MEMBER_BYTES (strlen(",\"sig\":\"\"") + 2 * PG_SHA256_DIGEST_LENGTH)
+#define PRESENCE_DIFF_TAIL_BYTES \
+	(strlen(",\"epoch\":\"\"") + PRESENCE_EPOCH_CHARS + PRESENCE_SIG_MEMBER_BYTES)
 
 static const char *const diff_kind_names[] = {"join", "leave", "status"};
 
@@ -96,20 +106,23 @@ diff_too_long(int bytes)
 /*
  * Encode a diff without its seq into `buf`, as
  * <N>:presence:<topic>{"kind":...,"until_ts":...,"seq":|,"worker_id":...}
- * (N counting characters); returns the offset of `|`, where the seq goes.
- * An ERROR if the payload could not be carried with the widest seq.
+ * (N counting characters); returns the offset of `|`, where the seq goes,
+ * and sets *json_at to the offset of the JSON.  An ERROR if the payload
+ * could not be carried with the widest seq and the commit's tail.
  */
 int
 presence_encode_diff(StringInfo buf, PresenceDiffKind kind,
-					 const PresenceEntry *entry)
+					 const PresenceEntry *entry, int *json_at)
 {
 	int			dtopic_chars;
 	int			seq_at;
 
 	dtopic_chars = strlen(PRESENCE_DIFF_TOPIC_PREFIX) +
 		pg_mbstrlen_with_len(entry->topic, strlen(entry->topic));
-	appendStringInfo(buf, "%d:" PRESENCE_DIFF_TOPIC_PREFIX "%s{\"kind\":\"%s\",",
-					 dtopic_chars, entry->topic, diff_kind_names[kind]);
+	appendStringInfo(buf, "%d:" PRESENCE_DIFF_TOPIC_PREFIX "%s",
+					 dtopic_chars, entry->topic);
+	*json_at = buf->len;
+	appendStringInfo(buf, "{\"kind\":\"%s\",", diff_kind_names[kind]);
 	append_entry_fields(buf, entry);
 	appendStringInfoString(buf, ",\"seq\":");
 	seq_at = buf->len;
@@ -117,9 +130,57 @@ presence_encode_diff(StringInfo buf, PresenceDiffKind kind,
 	escape_json(buf, entry->worker_id);
 	appendStringInfoChar(buf, '}');
 
-	if (buf->len + PRESENCE_SEQ_MAX_DIGITS >= PRESENCE_NOTIFY_MAX_BYTES)
-		diff_too_long(buf->len + PRESENCE_SEQ_MAX_DIGITS);
+	if (buf->len + PRESENCE_SEQ_MAX_DIGITS + PRESENCE_DIFF_TAIL_BYTES >=
+		PRESENCE_NOTIFY_MAX_BYTES)
+		diff_too_long(buf->len + PRESENCE_SEQ_MAX_DIGITS +
+					  PRESENCE_DIFF_TAIL_BYTES);
 	return seq_at;
+}
+
+/*
+ * Sign the diff in `payload`, whose JSON starts at json_at: its JSON's
+ * HMAC-SHA256 under `key` goes in as a last member, ,"sig":"<64 hex>".  A
+ * verifier removes that member (the JSON's last 75 bytes but its closing
+ * brace) and computes the HMAC of what is left.
+ */
+static void
+sign_diff(StringInfo payload, int json_at, const char *key)
+{
+	uint8		mac[PG_SHA256_DIGEST_LENGTH];
+	char		hex[2 * PG_SHA256_DIGEST_LENGTH + 1];
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+
+	if (ctx == NULL ||
+		pg_hmac_init(ctx, (const uint8 *) key, strlen(key)) < 0 ||
+		pg_hmac_update(ctx, (const uint8 *) payload->data + json_at,
+					   payload->len - json_at) < 0 ||
+		pg_hmac_final(ctx, mac, sizeof(mac)) < 0)
+		elog(ERROR, "presence: could not sign a diff: %s",
+			 ctx == NULL ? "out of memory" : pg_hmac_error(ctx));
+	pg_hmac_free(ctx);
+
+	hex[hex_encode((const char *) mac, sizeof(mac), hex)] = '\0';
+	payload->data[--payload->len] = '\0';	/* reopen the object */
+	appendStringInfo(payload, ",\"sig\":\"%s\"}", hex);
+}
+
+/*
+ * The payload of a diff encoded by presence_encode_diff, into `payload`:
+ * its seq put in, the stream's epoch added and, when signing_key is not
+ * empty, its signature.
+ */
+void
+presence_finish_diff(StringInfo payload, const char *text, int len,
+					 int seq_at, int json_at, int64 seq, const char *epoch,
+					 const char *signing_key)
+{
+	appendBinaryStringInfo(payload, text, seq_at);
+	appendStringInfo(payload, INT64_FORMAT, seq);
+	/* the rest but its closing brace */
+	appendBinaryStringInfo(payload, text + seq_at, len - seq_at - 1);
+	appendStringInfo(payload, ",\"epoch\":\"%s\"}", epoch);
+	if (signing_key[0] != '\0')
+		sign_diff(payload, json_at, signing_key);
 }
 
 /* Bytes of a string once escaped by escape_json, quotes included. */
@@ -152,7 +213,7 @@ decimal_bytes(int64 n)
 
 /*
  * The bytes of the longest diff this entry can produce: the status kind
- * (the longest name) with the widest seq.  Counted as presence_encode_diff
+ * (the longest name) with the widest seq, its epoch and a signature.  Counted as presence_encode_diff
  * would write it, without building it: the table's CHECK asks on every
  * write.
  */
@@ -175,7 +236,8 @@ longest_diff_bytes(const PresenceEntry *entry)
 		strlen(",\"note\":") + json_string_bytes(entry->status_note) +
 		strlen(",\"until_ts\":") + decimal_bytes(entry->status_until) +
 		strlen(",\"seq\":") + PRESENCE_SEQ_MAX_DIGITS +
-		strlen(",\"worker_id\":") + json_string_bytes(entry->worker_id) + 1;
+		strlen(",\"worker_id\":") + json_string_bytes(entry->worker_id) +
+		PRESENCE_DIFF_TAIL_BYTES + 1;
 }
 
 /*

@@ -6,7 +6,8 @@
 // tracks the socket in its topic when it opens, untracks it when it closes,
 // turns status messages into presence_set_status, and relays the diffs the
 // extension NOTIFYs to the sockets subscribed to a topic (snapshot first,
-// then only diffs with a higher seq). See README.md for the protocol.
+// then only diffs with a higher seq and the same epoch). See README.md for
+// the protocol.
 //
 // Configuration (environment):
 //   PORT (8081), HOST (127.0.0.1), GATEWAY_NAME (gw-<port>)
@@ -19,6 +20,10 @@
 //     a leased worker (PRESENCE_LEASE_S, 10) heartbeating through the proxy,
 //     and one LISTEN connection per shard (lib/shards.js)
 //   PRESENCE_TOKEN_SECRET: accept only HMAC-signed tokens (unset = demo mode)
+//   PRESENCE_SIGNING_KEY: the server's presence.signing_key; diffs without
+//     its signature are dropped and logged as forged (unset = not checked)
+//   PRESENCE_SIGNING_KEY_PREVIOUS: also accepted, while the server's key
+//     changes (backends take a reload one by one)
 //   PRESENCE_DEFAULT_TOPIC (room:lobby)
 
 const http = require('http');
@@ -39,6 +44,7 @@ const TOPIC_DELIVERY = (env.PRESENCE_DELIVERY || 'broadcast') === 'topic';
 const SHARDS = env.PRESENCE_SHARDS === '1';
 const LEASE_S = Number(env.PRESENCE_LEASE_S || 10);
 const SECRET = env.PRESENCE_TOKEN_SECRET || '';
+const SIGNING_KEYS = [env.PRESENCE_SIGNING_KEY, env.PRESENCE_SIGNING_KEY_PREVIOUS].filter(Boolean);
 const DEFAULT_TOPIC = env.PRESENCE_DEFAULT_TOPIC || 'room:lobby';
 const STATES = ['available', 'busy', 'blocked'];
 const MAX_MESSAGE = 8192; // bytes of one client message
@@ -69,6 +75,8 @@ const stats = {
   resyncs: 0,
   diffs_relayed: 0,
   bad_payloads: 0,
+  forged: 0,
+  epoch_changes: 0,
   client_errors: 0,
 };
 
@@ -173,11 +181,12 @@ function workerLost() {
 // ---------------------------------------------------------------------------
 // The LISTEN connection and the per-socket subscriptions.
 //
-// A subscription is { conn, topic, seq, buffer, gen }. seq is the last seq
-// the socket has (null while a snapshot is in flight; diffs arriving then
-// are buffered). Diffs with seq <= the socket's seq are already in its
-// snapshot; seq + 1 is relayed; anything higher is a gap and triggers a
-// resync from a fresh snapshot.
+// A subscription is { conn, topic, seq, epoch, buffer, gen }. seq is the
+// last seq the socket has (null while a snapshot is in flight; diffs
+// arriving then are buffered), epoch its snapshot's. Diffs with seq <= the
+// socket's seq are already in its snapshot; seq + 1 is relayed; anything
+// higher is a gap, and another epoch a new history: both trigger a resync
+// from a fresh snapshot.
 
 const feed = { client: null, live: false, attempt: 0, keepalive: null };
 const topics = new Map(); // topic -> Set<subscription>
@@ -320,6 +329,11 @@ function onNotification(msg) {
     return;
   }
   if (!d) return; // another Tep broadcast topic
+  if (SIGNING_KEYS.length && !SIGNING_KEYS.some((k) => wire.signedBy(d.json, k))) {
+    stats.forged++;
+    log(`dropping a diff on ${d.topic} without a valid signature (forged?):`, msg.payload.slice(0, 200));
+    return;
+  }
   const subs = topics.get(d.topic);
   if (!subs) return;
   for (const sub of subs) deliver(sub, d.diff);
@@ -328,6 +342,14 @@ function onNotification(msg) {
 function deliver(sub, diff) {
   if (sub.seq === null) {
     sub.buffer.push(diff);
+    return;
+  }
+  if (diff.epoch !== sub.epoch) {
+    // the server's history restarted (crash, promotion, restore, extension
+    // created again): seqs of the old epoch say nothing about the new one
+    stats.epoch_changes++;
+    log(`epoch of ${sub.topic} changed from ${sub.epoch} to ${diff.epoch}; resyncing`);
+    resync(sub, 'epoch');
     return;
   }
   if (diff.seq <= sub.seq) return; // already in the snapshot
@@ -356,6 +378,7 @@ async function resync(sub, reason) {
       if (sub.gen !== gen || sub.closed) return; // superseded
       const snap = r.rows[0].s;
       sub.seq = Number(snap.seq);
+      sub.epoch = snap.epoch;
       send(sub.conn, {
         type: 'snapshot',
         topic: sub.topic,
@@ -391,7 +414,7 @@ function subscribe(conn, topic) {
     if (conn.subs.size >= MAX_SUBSCRIPTIONS) {
       throw new ClientError('too_many_subscriptions', `at most ${MAX_SUBSCRIPTIONS} subscriptions per socket`);
     }
-    sub = { conn, topic, seq: null, buffer: [], gen: 0, closed: false };
+    sub = { conn, topic, seq: null, epoch: null, buffer: [], gen: 0, closed: false };
     conn.subs.set(topic, sub);
     if (!topics.has(topic)) topics.set(topic, new Set());
     topics.get(topic).add(sub);

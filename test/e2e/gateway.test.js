@@ -13,7 +13,10 @@ const { before: nodeBefore, after: nodeAfter } = nodeTest;
 // Every test and hook is bounded by TEST_TIMEOUT_MS (Node 18's runner has no
 // --test-timeout; the timeout option of test() and of the hooks it has).
 const TEST_TIMEOUT_MS = Number(process.env.E2E_TEST_TIMEOUT_MS || 60000);
-const test = (name, fn) => nodeTest.test(name, { timeout: TEST_TIMEOUT_MS }, fn);
+// test(name, [options,] fn): node:test's, with the timeout
+const test = (name, options, fn) => (fn === undefined
+  ? nodeTest.test(name, { timeout: TEST_TIMEOUT_MS }, options)
+  : nodeTest.test(name, { timeout: TEST_TIMEOUT_MS, ...options }, fn));
 const before = (fn) => nodeBefore(fn, { timeout: TEST_TIMEOUT_MS });
 const after = (fn) => nodeAfter(fn, { timeout: TEST_TIMEOUT_MS });
 const assert = require('node:assert/strict');
@@ -41,6 +44,10 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // run.sh runs every test twice: the server's presence.delivery and the
 // gateways' PRESENCE_DELIVERY are broadcast, then topic.
 const MODE = process.env.PRESENCE_DELIVERY || 'broadcast';
+// and in the topic pass the server signs every diff and the gateways verify
+const SIGNING_KEY = process.env.PRESENCE_SIGNING_KEY || '';
+// a genuine diff as the server would send it in this pass
+const genuine = (json) => (SIGNING_KEY ? wire.sign(json, SIGNING_KEY) : json);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const note = (...a) => console.log('  #', ...a);
@@ -547,12 +554,14 @@ test('a seq gap makes the gateway resync the page from a fresh snapshot', async 
   const gw1 = gateways['1'];
   const s0 = await stats(a);
   const h0 = await health(gw1);
-  const forged = {
+  const [{ epoch }] = await sql('SELECT presence_epoch() AS epoch');
+  const gap = {
     kind: 'join', topic: TOPIC, principal: 'user:forged', ekind: 'human', agent_id: '', fd: 999,
     since: Math.floor(Date.now() / 1000), state: 'available', note: '', until_ts: 0,
-    seq: s0.seq + 5, worker_id: 'forged-worker',
+    seq: s0.seq + 5, worker_id: 'forged-worker', epoch,
   };
-  await sql('SELECT pg_notify($1, $2)', [await diffChannel(TOPIC), wire.encode(`presence:${TOPIC}`, forged)]);
+  await sql('SELECT pg_notify($1, $2)',
+    [await diffChannel(TOPIC), wire.encode(`presence:${TOPIC}`, genuine(JSON.stringify(gap)))]);
   await a.page.waitForFunction((n) => window.presence.stats.snapshots > n, s0.snapshots, { timeout: 5000 });
   const s1 = await stats(a);
   const h1 = await health(gw1);
@@ -563,6 +572,66 @@ test('a seq gap makes the gateway resync the page from a fresh snapshot', async 
   assert.ok(!shown.some((r) => r.principal === 'user:forged'), 'the forged diff was not applied');
   const rows = await sql('SELECT worker_id, fd FROM presence_list_global($1)', [TOPIC]);
   assert.deepEqual(shown.map((r) => r.key).sort(), rows.map((r) => `${r.worker_id}/${r.fd}`).sort());
+});
+
+test('a diff of another epoch (the server restarted its history) makes the gateway resync the page', async () => {
+  const a = pages.A;
+  const gw1 = gateways['1'];
+  const s0 = await stats(a);
+  const h0 = await health(gw1);
+  // the next seq, as a client resuming by seq would accept, but another epoch
+  const other = {
+    kind: 'join', topic: TOPIC, principal: 'user:other-epoch', ekind: 'human', agent_id: '', fd: 998,
+    since: Math.floor(Date.now() / 1000), state: 'available', note: '', until_ts: 0,
+    seq: s0.seq + 1, worker_id: 'old-history', epoch: '0000000000000000',
+  };
+  await sql('SELECT pg_notify($1, $2)',
+    [await diffChannel(TOPIC), wire.encode(`presence:${TOPIC}`, genuine(JSON.stringify(other)))]);
+  await a.page.waitForFunction((n) => window.presence.stats.snapshots > n, s0.snapshots, { timeout: 5000 });
+  const h1 = await health(gw1);
+  assert.equal(h1.epoch_changes, h0.epoch_changes + 1, 'the gateway saw the epoch change');
+  assert.equal(h1.gaps, h0.gaps, '... which is no gap');
+  const shown = await members(a);
+  assert.ok(!shown.some((r) => r.principal === 'user:other-epoch'), 'the diff of the other epoch was not applied');
+  assert.equal((await stats(a)).seq, s0.seq, 'the fresh snapshot is at the real seq');
+});
+
+test('signed diffs: a diff forged by a CONNECT-only role is dropped and logged, real ones still flow', { skip: !SIGNING_KEY }, async () => {
+  const a = pages.A;
+  const gw1 = gateways['1'];
+  const s0 = await stats(a);
+  const h0 = await health(gw1);
+  await sql('DROP ROLE IF EXISTS e2e_mallory');
+  await sql('CREATE ROLE e2e_mallory LOGIN'); // CONNECT through PUBLIC, nothing else
+  const mallory = new pg.Client({ user: 'e2e_mallory' });
+  await mallory.connect();
+  const [{ epoch }] = await sql('SELECT presence_epoch() AS epoch');
+  const fake = (sig) => JSON.stringify({
+    kind: 'join', topic: TOPIC, principal: 'user:mallory-forged', ekind: 'human', agent_id: '', fd: 997,
+    since: Math.floor(Date.now() / 1000), state: 'available', note: '', until_ts: 0,
+    seq: s0.seq + 1, worker_id: 'forged-worker', epoch, ...(sig ? { sig } : {}),
+  });
+  // the very next seq, unsigned and with a made-up signature
+  for (const json of [fake(null), fake('0'.repeat(64))]) {
+    await mallory.query('SELECT pg_notify($1, $2)', [await diffChannel(TOPIC), wire.encode(`presence:${TOPIC}`, json)]);
+  }
+  await mallory.end();
+  const deadline = Date.now() + 3000;
+  while ((await health(gw1)).forged < h0.forged + 2 && Date.now() < deadline) await sleep(20);
+  const h1 = await health(gw1);
+  assert.equal(h1.forged, h0.forged + 2, 'the gateway dropped both forgeries');
+  assert.equal(h1.gaps, h0.gaps, '... without taking them for a gap');
+  assert.match(fs.readFileSync(gw1.logFile, 'utf8'), /without a valid signature/, '... and logged them');
+  // a real change comes next, with the seq the forgery tried to take
+  await sql("SELECT presence_track($1, 996, 'user:after-forgery', 'human', '', 'e2e-real')", [TOPIC]);
+  await waitEntry(a, { principal: 'user:after-forgery' });
+  const s1 = await stats(a);
+  assert.equal(s1.seq, s0.seq + 1, 'the real diff took the next seq');
+  assert.equal(s1.resyncs, s0.resyncs, 'and was relayed without a resync');
+  assert.ok(!(await members(a)).some((r) => r.principal === 'user:mallory-forged'), 'the forgery was never shown');
+  await sql("SELECT presence_worker_stop('e2e-real')");
+  await waitNoEntry(a, { principal: 'user:after-forgery' });
+  await sql('DROP ROLE e2e_mallory');
 });
 
 test('a lost LISTEN connection is re-established with backoff and resyncs the page', async () => {
@@ -636,7 +705,9 @@ test('wire format: a diff on a non-ASCII topic decodes (N counts characters) wit
   const [join, leave] = mine.map((d) => d.diff);
   assert.deepEqual(Object.keys(join), [
     'kind', 'topic', 'principal', 'ekind', 'agent_id', 'fd', 'since', 'state', 'note', 'until_ts', 'seq', 'worker_id',
+    'epoch', ...(SIGNING_KEY ? ['sig'] : []),
   ]);
+  if (SIGNING_KEY) assert.ok(mine.every((d) => wire.signedBy(d.json, SIGNING_KEY)), 'signed under the key');
   assert.equal(join.kind, 'join');
   assert.equal(join.principal, 'user:zoë "q" \\');
   assert.equal(join.agent_id, 'bot-🤖');

@@ -57,7 +57,8 @@ fi
 # 2. Each pass: a fresh cluster with the extension preloaded, swept every
 # 200 ms, its presence.delivery set to the pass's mode, and the gateways in
 # that mode (broadcast: every diff on tep_broadcast; topic: each topic's own
-# channel, LISTENed only while the topic has subscribers).
+# channel, LISTENed only while the topic has subscribers, and every diff
+# signed).
 rm -rf "$ART"
 mkdir -p "$ART"
 export PRESENCE_SWEEP_MS=$SWEEP_MS E2E_ARTIFACTS=$ART
@@ -72,22 +73,27 @@ node --help 2>/dev/null | grep -q -- '--test-concurrency' && node_opts+=(--test-
 echo "e2e: $(command -v node) $(node --version)"
 rc=0
 for mode in ${E2E_MODES:-broadcast topic}; do
+	# The topic pass signs its diffs (presence.signing_key) and its gateways
+	# verify them; the broadcast pass is unsigned.
+	key=
+	[ "$mode" = topic ] && key=e2e-signing-key
 	cluster_start "$CLUSTER" "$PG_PORT" \
 		"shared_preload_libraries = 'presence'" \
 		"presence.database = 'postgres'" \
 		"presence.delivery = '$mode'" \
+		"presence.signing_key = '$key'" \
 		"presence.sweep_interval = '${SWEEP_MS}ms'" || fail_setup "cluster_start"
 	psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION presence' || fail_setup "CREATE EXTENSION presence"
 
 	# 3. The end-to-end tests (the gateway's unit tests are its own `npm test`,
 	# examples/gateway/test/).
 	start=$(date +%s)
-	PRESENCE_DELIVERY=$mode timeout 300 node --test "${node_opts[@]}" \
+	PRESENCE_DELIVERY=$mode PRESENCE_SIGNING_KEY=$key timeout 300 node --test "${node_opts[@]}" \
 		--test-reporter=spec --test-reporter-destination=stdout \
 		--test-reporter=tap --test-reporter-destination="$ART/results-$mode.tap" \
 		test/e2e/gateway.test.js
 	pass_rc=$?
-	echo "e2e ($mode delivery): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
+	echo "e2e ($mode delivery${key:+, signed}): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
 
 	if [ "$pass_rc" != 0 ]; then
 		rc=$pass_rc

@@ -75,7 +75,8 @@ SELECT '{"topic":' || to_json(t)::text
         || ',"note":' || to_json(p.status_note)::text
         || ',"until_ts":' || p.status_until
         || ',"worker_id":' || to_json(p.worker_id)::text || '}',
-        ',' ORDER BY p.since_ts, p.worker_id, p.fd), '') || ']}'
+        ',' ORDER BY p.since_ts, p.worker_id, p.fd), '')
+    || '],"epoch":"' || presence_epoch() || '"}'
   FROM tep_presence p WHERE p.topic = t
 $$;
 
@@ -122,8 +123,8 @@ SELECT is((SELECT count(*) FROM results WHERE tracked), (SELECT count(*) FROM ca
           'every random case is tracked (' || (SELECT count(*) FROM cases) || ' cases)');
 
 -- A status is refused exactly when the longest diff its entry could then
--- produce (a status diff with the widest seq, built here with to_json's
--- escaping) would be 8000 bytes or more: the table's CHECK refuses any row
+-- produce (a status diff with the widest seq, its epoch and a signature,
+-- built here with to_json's escaping) would be 8000 bytes or more: the table's CHECK refuses any row
 -- that could not leave.  Both outcomes happen among the cases.
 CREATE TEMP TABLE status_payloads AS
 SELECT r.i, r.status, octet_length(
@@ -136,7 +137,8 @@ SELECT r.i, r.status, octet_length(
          || ',"state":' || to_json(r.state)::text
          || ',"note":' || to_json(r.note)::text
          || ',"until_ts":' || r.until_ts || ',"seq":9223372036854775807,"worker_id":'
-         || to_json(r.worker)::text || '}') AS bytes
+         || to_json(r.worker)::text || ',"epoch":"' || presence_epoch()
+         || '","sig":"' || repeat('0', 64) || '"}') AS bytes
   FROM results r;
 SELECT is((SELECT count(*) FROM status_payloads
             WHERE (status = 'too long') <> (bytes >= 8000)), 0::bigint,
@@ -174,7 +176,7 @@ SELECT is((SELECT string_agg(DISTINCT json_object_keys, ',')
              FROM snaps, json_array_elements(snap::json -> 'entries') e,
                   json_object_keys(e)), 
           'agent_id,ekind,fd,note,principal,since,state,topic,until_ts,worker_id',
-          'snapshot entries have exactly the diff keys minus kind and seq');
+          'snapshot entries have exactly the diff keys minus kind, seq and epoch');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -9,7 +9,7 @@
 --    the writer's backend;
 --  * each payload is exactly <N>:presence:<topic><json>, N the length of
 --    presence:<topic> in characters, the JSON byte for byte what to_json's
---    escaping gives, with keys in SPEC's order;
+--    escaping gives, with keys in SPEC's order and then the epoch;
 --  * the JSON parses and every string reads back unchanged;
 --  * seq is 1, 2, 3 and the snapshot's seq afterwards is the last one.
 -- The writer's rows are removed at the end; the rest is rolled back.
@@ -134,7 +134,8 @@ SELECT row_number() OVER (ORDER BY c.i, k.ord) AS n, c.i, k.kind AS dkind, k.ord
        || ',"note":' || to_json(CASE k.ord WHEN 1 THEN '' ELSE c.note END)::text
        || ',"until_ts":' || CASE k.ord WHEN 1 THEN 0 ELSE c.until_ts END
        || ',"seq":' || k.ord
-       || ',"worker_id":' || to_json(c.worker)::text || '}' AS payload
+       || ',"worker_id":' || to_json(c.worker)::text
+       || ',"epoch":"' || presence_epoch() || '"}' AS payload
   FROM cases c JOIN runs r USING (i),
        (VALUES (1, 'join'), (2, 'status'), (3, 'leave')) AS k(ord, kind);
 
@@ -170,8 +171,8 @@ SELECT is((SELECT count(*) FROM parsed p JOIN cases c USING (i)
           (SELECT count(*) FROM want),
           'every payload''s JSON parses and reads back each string unchanged');
 SELECT is((SELECT string_agg(k, ',') FROM (SELECT json_object_keys(j) k FROM parsed WHERE n = 1) s),
-          'kind,topic,principal,ekind,agent_id,fd,since,state,note,until_ts,seq,worker_id',
-          'keys in SPEC''s order');
+          'kind,topic,principal,ekind,agent_id,fd,since,state,note,until_ts,seq,worker_id,epoch',
+          'keys in SPEC''s order, then epoch');
 SELECT ok((SELECT bool_and(json_typeof(j -> 'fd') = 'number' AND json_typeof(j -> 'since') = 'number'
                        AND json_typeof(j -> 'until_ts') = 'number' AND json_typeof(j -> 'seq') = 'number'
                        AND (j ->> 'seq') !~ '[^0-9]' AND (j ->> 'since') !~ '[^0-9]')

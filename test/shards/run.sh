@@ -140,6 +140,8 @@ check "presence_worker_start(id) without a lease: 0A000" \
 	expect_state 0A000 proxy_api "SELECT presence_worker_start('gw-x')"
 check "presence_worker_start() without an id: 0A000" \
 	expect_state 0A000 proxy_api "SELECT presence_worker_start(NULL, '1 minute')"
+check "presence_epoch() through the proxy: 0A000 (each shard has its own)" \
+	expect_state 0A000 proxy_api "SELECT presence_epoch()"
 rolled=$(proxy_psql -Atq -d proxy_api -c "BEGIN" \
 	-c "SELECT presence_track('tx:1', 1, 'p', worker_id => 'tx')" -c "ROLLBACK" \
 	-c "SELECT presence_count_global('tx:1')" -c "SELECT presence_clear('tx')" | sed -n 2p)

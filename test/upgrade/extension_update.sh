@@ -131,9 +131,11 @@ EXTCONFIG_SQL="SELECT coalesce(extconfig::regclass[]::text, '-') || ' ' || coale
                  FROM pg_extension WHERE extname = 'presence'"
 check "the updated extension's config tables (pg_dump) = a fresh 1.1's" \
 	"$(q -d fresh -c "$EXTCONFIG_SQL")" "$(q -d app -c "$EXTCONFIG_SQL")"
-check "24 member functions after the update (presence_channel added)" "24" "$(grep -c '^function ' "$OUT/members-updated.txt")"
+check "25 member functions after the update (presence_channel, presence_epoch added)" "25" "$(grep -c '^function ' "$OUT/members-updated.txt")"
 
-# The 1.1 function.
+# The 1.1 functions.
+check "the updated database's snapshots carry presence_epoch()" "t" \
+	"$(q -d app -c "SELECT presence_snapshot('room:lobby')::json ->> 'epoch' = presence_epoch() AND presence_epoch() ~ '^[0-9a-f]{16}\$'")"
 check "presence_channel of a short topic" "presence:room:lobby" \
 	"$(q -d app -c "SELECT presence_channel('room:lobby')")"
 check "presence_channel of a long topic: hashed, same as a fresh 1.1" \
@@ -206,7 +208,7 @@ add_regress_counts "pg_regress in the updated database" "$OUT/regress.log" $rc
 echo "== isolation in app"
 specs=$(ls test/isolation/specs/*.spec | xargs -n1 basename | sed 's/\.spec$//')
 "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress" \
-	--inputdir=test/isolation --outputdir="$OUT/isolation" --bindir="$PG_BINDIR" \
+	--inputdir=test/isolation --launcher="$PWD/test/isolation/normalize_epoch.sh" --outputdir="$OUT/isolation" --bindir="$PG_BINDIR" \
 	--use-existing --dbname=app $specs >"$OUT/isolation.log" 2>&1
 rc=$?
 add_regress_counts "isolation in the updated database" "$OUT/isolation.log" $rc

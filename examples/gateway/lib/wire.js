@@ -1,4 +1,5 @@
 'use strict';
+const crypto = require('crypto');
 // Tep's broadcast wire format, as the presence extension writes it on its
 // NOTIFY channel:
 //
@@ -29,8 +30,8 @@ function decode(payload) {
   return { dtopic: payload.slice(colon + 1, i), json: payload.slice(i) };
 }
 
-// decodePresence(payload) -> { topic, diff } for a presence diff, or null
-// for another broadcast topic; throws on a malformed payload.
+// decodePresence(payload) -> { topic, diff, json } for a presence diff, or
+// null for another broadcast topic; throws on a malformed payload.
 function decodePresence(payload) {
   const { dtopic, json } = decode(payload);
   if (!dtopic.startsWith(PREFIX)) return null;
@@ -40,7 +41,27 @@ function decodePresence(payload) {
   if (!['join', 'leave', 'status'].includes(diff.kind)) throw new Error('unknown diff kind');
   if (!Number.isSafeInteger(diff.seq)) throw new Error('diff has no integer seq');
   if (diff.topic !== undefined && diff.topic !== topic) throw new Error('diff topic does not match its dtopic');
-  return { topic, diff };
+  if (typeof diff.epoch !== 'string') throw new Error('diff has no epoch');
+  return { topic, diff, json };
+}
+
+// A signed diff's JSON ends with its HMAC-SHA256, in hex, as a last member;
+// the HMAC is of the JSON without that member.
+const SIG_MEMBER = /,"sig":"([0-9a-f]{64})"\}$/;
+
+// signedBy(json, key): whether the diff's JSON carries a valid signature
+// under key (presence.signing_key on the server).
+function signedBy(json, key) {
+  const m = SIG_MEMBER.exec(json);
+  if (!m) return false;
+  const mac = crypto.createHmac('sha256', key).update(`${json.slice(0, m.index)}}`, 'utf8').digest();
+  return crypto.timingSafeEqual(mac, Buffer.from(m[1], 'hex'));
+}
+
+// sign(json, key): json with its signature added, as the server signs.
+function sign(json, key) {
+  const mac = crypto.createHmac('sha256', key).update(json, 'utf8').digest('hex');
+  return `${json.slice(0, -1)},"sig":"${mac}"}`;
 }
 
 // encode(dtopic, obj): the inverse, used by tests to forge payloads.
@@ -48,4 +69,4 @@ function encode(dtopic, obj) {
   return `${[...dtopic].length}:${dtopic}${typeof obj === 'string' ? obj : JSON.stringify(obj)}`;
 }
 
-module.exports = { decode, decodePresence, encode, PREFIX };
+module.exports = { decode, decodePresence, encode, signedBy, sign, PREFIX };

@@ -24,7 +24,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(
-  presence_node node connect_db connect_retry wait_disconnected dsn
+  presence_node presence_standby node connect_db connect_retry wait_disconnected dsn
   worker_pid wait_worker_pid set_gucs reset_gucs
   log_path log_offset log_since worker_log_problems server_log_ok
   decode_diff diff_of ms now_s
@@ -32,7 +32,7 @@ our @EXPORT = qw(
 );
 
 our @DIFF_KEYS = qw(kind topic principal ekind agent_id fd since state note
-  until_ts seq worker_id);
+  until_ts seq worker_id epoch);
 
 my $json = JSON::PP->new;
 
@@ -67,14 +67,16 @@ my @PRELOAD_CONF = (
 # (cluster => NAME).  Options: preload => 0 (no shared_preload_libraries,
 # no presence.* settings), conf => [lines], create_extension => 0 (no
 # CREATE EXTENSION presence in database postgres; it is created by
-# default).  Returns the PostgreSQL::Test::Cluster.
+# default), streaming => 1 (a primary: presence_standby can follow it).
+# Returns the PostgreSQL::Test::Cluster.
 sub presence_node {
 	my $name = @_ % 2 ? shift : 'main';
 	my (%o) = @_;
 	BAIL_OUT('PostgreSQL will not initdb as root: run bash test/integration/run.sh '
 		  . '(it runs these as the postgres user), or make installcheck as another user') if $> == 0;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
+	$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ],
+		allows_streaming => $o{streaming} // 0);
 	$node->append_conf('postgresql.conf', join("\n", @BASE_CONF,
 			(($o{preload} // 1) ? @PRELOAD_CONF : ()), @{ $o{conf} // [] }) . "\n");
 	$node->start;
@@ -85,6 +87,21 @@ sub presence_node {
 		$dbh->do('CREATE EXTENSION presence');
 		$dbh->disconnect;
 	}
+	return $node;
+}
+
+# presence_standby(NAME, PRIMARY): an asynchronous streaming standby of the
+# cluster named PRIMARY (started with streaming => 1), from a fresh base
+# backup; started and caught up.  Returns the PostgreSQL::Test::Cluster.
+sub presence_standby {
+	my ($name, $primary_name) = @_;
+	my $primary = node($primary_name);
+	$primary->backup("$name-base");
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init_from_backup($primary, "$name-base", has_streaming => 1);
+	$node->start;
+	$primary->wait_for_catchup($node);
+	$nodes{$name} = $node;
 	return $node;
 }
 
@@ -114,9 +131,11 @@ sub child_exit {
 	POSIX::_exit($code // 0);
 }
 
+# connect_db(%o): a session of the superuser, or of role user => NAME
+# (trust authentication), on cluster => NAME.
 sub connect_db {
 	my (%o) = @_;
-	my $dbh = DBI->connect(dsn(%o), '', '',
+	my $dbh = DBI->connect(dsn(%o), $o{user} // '', '',
 		{ AutoCommit => 1, RaiseError => 1, PrintError => 0, PrintWarn => 0,
 		  AutoInactiveDestroy => 1 })
 	  or die "connect: $DBI::errstr";

@@ -32,7 +32,7 @@ my $d = diff_of($joins[0]);
 is($d->{_dtopic}, "presence:$d->{topic}", 'dtopic is presence:<topic>');
 is($d->{_n}, length($d->{_dtopic}), 'N is the length of the dtopic');
 my @keys = $d->{_json} =~ /"(\w+)":/g;
-is_deeply(\@keys, \@PresenceTest::DIFF_KEYS, 'JSON keys in Tep order, then seq and worker_id');
+is_deeply(\@keys, \@PresenceTest::DIFF_KEYS, 'JSON keys in Tep order, then seq, worker_id and epoch');
 
 # A status that never expires and one far in the future stay.
 $app->do(q{SELECT presence_set_status('exp:room:1', 3, 'blocked', 'forever', 0)});

@@ -69,7 +69,7 @@ close $w;
 
 # Let the tracker run a little, then the worker row dies.
 $l->pause(0.5);
-my $dead_leave = qr/^\d+:presence:bulk:room:\d+\{"kind":"leave",.*"worker_id":"bulk-dead"\}$/;
+my $dead_leave = qr/^\d+:presence:bulk:room:\d+\{"kind":"leave",.*"worker_id":"bulk-dead"[,}]/;
 my (%seq, $leaves, $bad_format, @bursts, @samples, $sample_fmt_checked);
 $leaves = 0;
 $bad_format = 0;

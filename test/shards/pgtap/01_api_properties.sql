@@ -81,7 +81,8 @@ SELECT '{"topic":' || to_json(t)::text
         || ',"note":' || to_json(p.status_note)::text
         || ',"until_ts":' || p.status_until
         || ',"worker_id":' || to_json(p.worker_id)::text || '}',
-        ',' ORDER BY p.since_ts, p.worker_id, p.fd), '') || ']}'
+        ',' ORDER BY p.since_ts, p.worker_id, p.fd), '')
+    || '],"epoch":' || to_json(presence_snapshot(t) ->> 'epoch')::text || '}'
   FROM presence_list_global(t) p
 $$;
 

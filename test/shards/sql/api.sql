@@ -109,7 +109,9 @@ SELECT s -> 'topic' AS topic, s -> 'seq' AS seq,
        (SELECT json_agg(e::jsonb - 'since' ORDER BY e ->> 'worker_id', (e ->> 'fd')::int)
           FROM json_array_elements(s -> 'entries') e) AS entries
   FROM presence_snapshot('room:2') s;
-SELECT presence_snapshot('nowhere'), presence_snapshot(E'q"uote\\');
+-- (the epoch is each server's own: checked in the snapshot's shape only)
+SELECT s::jsonb - 'epoch' AS snapshot, s ->> 'epoch' ~ '^[0-9a-f]{16}$' AS has_epoch
+  FROM (VALUES (presence_snapshot('nowhere')), (presence_snapshot(E'q"uote\\'))) v(s);
 
 -- untrack; untrack_by_fd over every topic (so every shard); clear.
 SELECT presence_untrack('room:2', 3, 'gw-1'),

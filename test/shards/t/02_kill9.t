@@ -24,6 +24,8 @@ my @listeners = map { listener($_) } 0 .. $ENV{PRESENCE_SHARDS_N} - 1;
 my $r = replica_new();
 replica_snapshot($r, $proxy, $_) for @topics;
 my @before = map { join ',', @{ global_rows($proxy, $_) } } @down;
+my %epoch0 = map { $_ => epoch_of($proxy, $_) } @topics;
+sub epoch_of { my ($db, $t) = @_; ($db->selectrow_array(q{SELECT presence_snapshot(?) ->> 'epoch'}, undef, $t))[0] }
 
 sub drain {
 	for my $l (@listeners) {
@@ -98,6 +100,10 @@ until ($back || time > $deadline) {
 ok($back, "resync: snapshots of shard $victim\'s topics through the proxy");
 my @after = map { join ',', @{ global_rows($proxy, $_) } } @down;
 is_deeply(\@after, \@before, "shard $victim\'s topics came back with their entries");
+my @same = grep { epoch_of($proxy, $_) eq $epoch0{$_} } @down;
+is_deeply(\@same, [], "shard $victim\'s topics have a new epoch (its restart began a new history)");
+my @changed = grep { epoch_of($proxy, $_) ne $epoch0{$_} } @up;
+is_deeply(\@changed, [], 'the other shards\' topics keep their epoch');
 
 # Diffs go on from the snapshot's seq, on every shard.
 $proxy->do(q{SELECT presence_set_status(?, 1, 'busy', 'back')}, undef, $_) for @topics;
