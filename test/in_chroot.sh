@@ -48,6 +48,11 @@ chroot_run "$dir" env PKGS="$pkgs" MAJOR="$major" E2E="${PRESENCE_CHROOT_E2E:-0}
 		apt-get update -q >/dev/null
 		apt-get install -y -q $missing >/dev/null
 	fi
+	# PL/Proxy for the shard suite, where Debian has it for this major
+	# (17, 18; not 19: the suite is then skipped).
+	if apt-cache policy postgresql-$MAJOR-plproxy | grep -q "Candidate: [^(]"; then
+		have postgresql-$MAJOR-plproxy || apt-get install -y -q postgresql-$MAJOR-plproxy >/dev/null
+	fi
 	# pgTAP: the package, or (19: Debian has no postgresql-19-pgtap) built
 	# from Debian'"'"'s pgtap source package.
 	if [ ! -f /usr/share/postgresql/$MAJOR/extension/pgtap.control ]; then

@@ -5,7 +5,8 @@
 # line "N passed, N failed" summing all suites.  Exits non-zero on any
 # failure.  The suites: make installcheck's three (REGRESS and ISOLATION on
 # one cluster, with pgTAP; TAP_TESTS, the integration files, each starting
-# its own), the gateway's npm test, and the end-to-end test.
+# its own), the gateway's npm test, the end-to-end test, the upgrades and
+# the shards (PL/Proxy).
 set -u
 PRESENCE_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$PRESENCE_ROOT"
@@ -127,6 +128,19 @@ fi
 echo "== upgrade"
 bash test/upgrade/run.sh >"$OUT/upgrade.log" 2>&1
 record_script upgrade "$OUT/upgrade.log" $?
+
+# 8. Shards (issue 13, docs/scaling.md): three shard clusters and a proxy
+# with PL/Proxy and presence_proxy (test/shards/run.sh; ports 55470-55473).
+# Skipped, and not counted, where this major has no PL/Proxy package.
+echo "== shards"
+ensure_plproxy >/dev/null 2>&1
+bash test/shards/run.sh >"$OUT/shards.log" 2>&1
+rc=$?
+if ((rc == 77)) && line=$(tail -n 1 "$OUT/shards.log") && [[ $line == skipped:* ]]; then
+	summary+=("$(printf '%-12s %s' shards "$line")")
+else
+	record_script shards "$OUT/shards.log" $rc
+fi
 
 printf '%s\n' "${summary[@]}"
 echo "$total_passed passed, $total_failed failed"

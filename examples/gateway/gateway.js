@@ -16,6 +16,9 @@
 //   PRESENCE_DELIVERY: broadcast (default: every diff on PRESENCE_CHANNEL) or
 //     topic (the server's presence.delivery is topic or both: LISTEN only
 //     to the channels of the topics this gateway has subscribers for)
+//   PRESENCE_SHARDS=1: the database is a presence_proxy one (docs/scaling.md):
+//     a leased worker (PRESENCE_LEASE_S, 10) heartbeating through the proxy,
+//     and one LISTEN connection per shard (lib/shards.js)
 //   PRESENCE_TOKEN_SECRET: accept only HMAC-signed tokens (unset = demo mode)
 //   PRESENCE_SIGNING_KEY: the server's presence.signing_key; diffs without
 //     its signature are dropped and logged as forged (unset = not checked)
@@ -31,6 +34,7 @@ const { WebSocketServer, WebSocket } = require('ws');
 const pg = require('pg');
 const wire = require('./lib/wire');
 const token = require('./lib/token');
+const { ShardFeeds } = require('./lib/shards');
 
 const env = process.env;
 const PORT = Number(env.PORT || 8081);
@@ -38,6 +42,8 @@ const HOST = env.HOST || '127.0.0.1';
 const NAME = env.GATEWAY_NAME || `gw-${PORT}`;
 const CHANNEL = env.PRESENCE_CHANNEL || 'tep_broadcast';
 const TOPIC_DELIVERY = (env.PRESENCE_DELIVERY || 'broadcast') === 'topic';
+const SHARDS = env.PRESENCE_SHARDS === '1';
+const LEASE_S = Number(env.PRESENCE_LEASE_S || 10);
 const SECRET = env.PRESENCE_TOKEN_SECRET || '';
 const SIGNING_KEYS = [env.PRESENCE_SIGNING_KEY, env.PRESENCE_SIGNING_KEY_PREVIOUS].filter(Boolean);
 const DEFAULT_TOPIC = env.PRESENCE_DEFAULT_TOPIC || 'room:lobby';
@@ -115,7 +121,11 @@ async function startWorkerOnce() {
   const wanted = `${NAME}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
   let id;
   try {
-    id = (await c.query('SELECT presence_worker_start($1) AS id', [wanted])).rows[0].id;
+    // Through a proxy, a leased worker: the proxy reaches the shards on
+    // pooled connections, so a connection-bound one cannot work.
+    id = SHARDS
+      ? (await c.query('SELECT presence_worker_start($1, make_interval(secs => $2)) AS id', [NAME, LEASE_S])).rows[0].id
+      : (await c.query('SELECT presence_worker_start($1) AS id', [wanted])).rows[0].id;
   } catch (e) {
     c.end().catch(() => {});
     throw e;
@@ -126,11 +136,30 @@ async function startWorkerOnce() {
   worker.client = c;
   worker.id = id;
   clearInterval(worker.keepalive);
-  worker.keepalive = setInterval(() => {
-    c.query('SELECT 1').catch(() => {});
-  }, 10000);
+  worker.keepalive = SHARDS
+    ? setInterval(() => heartbeat(c, id), (LEASE_S * 1000) / 3)
+    : setInterval(() => {
+        c.query('SELECT 1').catch(() => {});
+      }, 10000);
   worker.resolveReady(id);
   return id;
+}
+
+// A heartbeat that finds the lease lapsed on some shard (false, or the
+// worker unknown: 22023) restarts the worker, as a lost connection does.
+function heartbeat(c, id) {
+  c.query('SELECT presence_heartbeat($1) AS ok', [id]).then(
+    (r) => {
+      if (!r.rows[0].ok) {
+        log(`worker ${id}: lease lapsed on a shard; restarting`);
+        c.end().catch(() => {});
+      }
+    },
+    (e) => {
+      log(`worker ${id}: heartbeat failed: ${e.message}`);
+      if (e.code === '22023') c.end().catch(() => {});
+    },
+  );
 }
 
 function workerLost() {
@@ -192,9 +221,10 @@ async function channelOf(topic) {
 // Resolves once the feed LISTENs to the topic's channel (at once in
 // broadcast delivery, where the one channel is LISTENed at connect).
 async function listening(topic) {
+  if (SHARDS) await shards.clientFor(topic); // throws while its shard is down
   if (!TOPIC_DELIVERY) return;
   const ch = await channelOf(topic);
-  const c = feed.client;
+  const c = SHARDS ? await shards.clientFor(topic) : feed.client;
   if (!c) throw new Error('no LISTEN connection');
   if (!ch.listened || ch.client !== c) {
     ch.client = c;
@@ -209,7 +239,7 @@ function unlisten(topic) {
   if (!ch) return;
   channels.delete(topic);
   channelTopics.delete(ch.channel);
-  const c = feed.client;
+  const c = SHARDS ? ch.client : feed.client;
   if (c && ch.client === c) c.query(`UNLISTEN ${c.escapeIdentifier(ch.channel)}`).catch(() => {});
 }
 
@@ -244,14 +274,7 @@ function feedLost() {
   feed.client = null;
   feed.live = false;
   clearInterval(feed.keepalive);
-  for (const subs of topics.values()) {
-    for (const sub of subs) {
-      sub.gen++; // drop any snapshot in flight: it is resynced after LISTEN
-      sub.seq = null;
-      sub.buffer = [];
-      send(sub.conn, { type: 'feed', topic: sub.topic, live: false });
-    }
-  }
+  for (const subs of topics.values()) for (const sub of subs) pause(sub);
   (async () => {
     while (!worker.stopping) {
       await sleep(backoffDelay(feed.attempt++));
@@ -267,6 +290,40 @@ function feedLost() {
     }
   })();
 }
+
+function pause(sub) {
+  sub.gen++; // drop any snapshot in flight: it is resynced after LISTEN
+  sub.seq = null;
+  sub.buffer = [];
+  send(sub.conn, { type: 'feed', topic: sub.topic, live: false });
+}
+
+// Shard mode: one shard's LISTEN connection went down or came back; only
+// the subscriptions of its topics wait and resync.
+function subsOnShard(connstr) {
+  const out = [];
+  for (const [topic, subs] of topics) if (shards.topicShard(topic) === connstr) out.push(...subs);
+  return out;
+}
+
+const shards = SHARDS
+  ? new ShardFeeds({
+      pool,
+      config: pgConfig,
+      channel: CHANNEL,
+      topicDelivery: TOPIC_DELIVERY,
+      onNotification: (m) => onNotification(m),
+      onDown: (s) => subsOnShard(s).forEach(pause),
+      onUp: (s) => {
+        stats.listen_reconnects++;
+        for (const sub of subsOnShard(s)) resync(sub, 'reconnect');
+      },
+      log,
+      backoff: backoffDelay,
+      sleep,
+      stopping: () => worker.stopping,
+    })
+  : null;
 
 function onNotification(msg) {
   if (TOPIC_DELIVERY ? !channelTopics.has(msg.channel) : msg.channel !== CHANNEL) return;
@@ -318,7 +375,7 @@ async function resync(sub, reason) {
   const gen = ++sub.gen;
   sub.seq = null;
   sub.buffer = [];
-  if (!feed.live) return; // resynced when LISTEN is back
+  if (!SHARDS && !feed.live) return; // resynced when LISTEN is back
   if (reason !== 'subscribe') stats.resyncs++;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -383,6 +440,7 @@ function unsubscribe(conn, topic) {
   if (set.size === 0) {
     topics.delete(topic);
     unlisten(topic);
+    if (SHARDS) shards.forget(topic);
   }
   return true;
 }
@@ -494,7 +552,25 @@ async function untrack(conn) {
   // Only while the worker that tracked the socket is still ours: a lost
   // worker's entries are already gone.
   if (!conn.worker || conn.worker !== worker.id || worker.stopping) return;
+  if (SHARDS) return untrackOnShard(conn);
   await pool.query('SELECT presence_untrack_by_fd($1, $2)', [conn.fd, conn.worker]);
+}
+
+// Shard mode: the socket's one entry is on its topic's shard. While that
+// shard is down the call fails and is retried until it is back: else the
+// entry would outlive the socket there, kept alive by this worker's
+// heartbeats. A restarted worker has dropped it already.
+async function untrackOnShard(conn) {
+  for (let attempt = 0; conn.worker === worker.id && !worker.stopping; attempt++) {
+    try {
+      await pool.query('SELECT presence_untrack($1, $2, $3)', [conn.topic, conn.fd, conn.worker]);
+      return;
+    } catch (e) {
+      if (e.code && e.code.startsWith('22')) throw e;
+      log(`untrack of fd ${conn.fd} in ${conn.topic} failed (${e.message}); retrying`);
+      await sleep(backoffDelay(attempt));
+    }
+  }
 }
 
 function bytes(s) {
@@ -668,10 +744,11 @@ const server = http.createServer((req, res) => {
   if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' });
   if (url.pathname === '/healthz') {
     return json(res, 200, {
-      ok: Boolean(worker.id) && feed.live,
+      ok: Boolean(worker.id) && (SHARDS ? shards.allLive() : feed.live),
       gateway: NAME,
       worker_id: worker.id,
-      feed_live: feed.live,
+      feed_live: SHARDS ? shards.allLive() : feed.live,
+      ...(SHARDS ? { shards: shards.status() } : {}),
       sockets: conns.size,
       topics: topics.size,
       delivery: TOPIC_DELIVERY ? 'topic' : 'broadcast',
@@ -730,6 +807,7 @@ async function shutdown(signal) {
   await Promise.allSettled([
     worker.client && worker.client.end(),
     feed.client && feed.client.end(),
+    SHARDS && shards.stop(),
     pool.end(),
   ]);
   process.exit(0);
@@ -743,7 +821,7 @@ process.on('unhandledRejection', (e) => log('unhandled rejection (kept running):
 (async () => {
   try {
     const id = await startWorkerOnce();
-    await listenOnce(); // LISTEN before any snapshot is taken
+    await (SHARDS ? shards.start() : listenOnce()); // LISTEN before any snapshot is taken
     await new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(PORT, HOST, resolve);

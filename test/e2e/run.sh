@@ -2,7 +2,9 @@
 # End-to-end test of examples/gateway: two gateways on one database with the
 # presence extension, pages in headless Chromium (Debian's chromium, driven
 # by playwright-core; no browser download), the agent script, raw WebSocket
-# and SQL clients.  See test/e2e/gateway.test.js for the cases.
+# and SQL clients.  See test/e2e/gateway.test.js for the cases.  Then,
+# where PL/Proxy is installed, the gateways in shard mode against a
+# presence_proxy database over three shards (test/e2e/shards.test.js).
 #
 # Assumes the extension is built and installed (make && make install).
 # Installs chromium (apt) and the gateway's npm packages (npm ci) when they
@@ -15,6 +17,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 . test/lib/cluster.sh
 . test/lib/deps.sh
+. test/shards/lib.sh
 
 CLUSTER=${E2E_CLUSTER:-/tmp/presence-e2e}
 PG_PORT=${E2E_PG_PORT:-55438}
@@ -37,6 +40,7 @@ cleanup() {
 		rm -f "$f"
 	done
 	cluster_stop "$CLUSTER"
+	shards_stop
 }
 trap cleanup EXIT
 
@@ -118,6 +122,34 @@ for mode in ${E2E_MODES:-broadcast topic}; do
 	cluster_stop "$CLUSTER"
 	unset E2E_SCREENSHOT
 done
+
+# 4. Shard mode (docs/scaling.md): a presence_proxy database over three
+# shards (ports 55474-55477), the gateways with PRESENCE_SHARDS=1, in
+# broadcast then topic delivery; test/e2e/shards.test.js.  Where PL/Proxy is not installed, said and left
+# out.
+if [ "${E2E_SHARDS:-1}" = 1 ] && shards_has_plproxy; then
+	for mode in ${E2E_SHARD_MODES:-broadcast topic}; do
+		shards_start /tmp/presence-e2e-shards 55474 3 "presence.delivery = '$mode'" &&
+			shards_proxy_db proxy presence || fail_setup "shard clusters"
+		start=$(date +%s)
+		PGHOST=/tmp/presence-e2e-shards/proxy/sock PGPORT=55474 PGDATABASE=proxy PGUSER=postgres \
+			PRESENCE_DELIVERY=$mode timeout 300 node --test "${node_opts[@]}" \
+			--test-reporter=spec --test-reporter-destination=stdout \
+			--test-reporter=tap --test-reporter-destination="$ART/results-shards-$mode.tap" \
+			test/e2e/shards.test.js
+		pass_rc=$?
+		echo "e2e (shards, $mode delivery): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
+		if [ "$pass_rc" != 0 ]; then
+			rc=$pass_rc
+			for f in "$ART"/gw-shard-*.log; do
+				[ -f "$f" ] && { echo "---- tail of $f"; tail -n 30 "$f"; }
+			done
+		fi
+		shards_stop
+	done
+elif [ "${E2E_SHARDS:-1}" = 1 ]; then
+	echo "e2e (shards): skipped, no PL/Proxy for PostgreSQL $PRESENCE_PG_MAJOR"
+fi
 
 passed=$(cat "$ART"/results-*.tap 2>/dev/null | grep -E '^# pass [0-9]+$' | awk '{s += $3} END {print s + 0}')
 failed=$(cat "$ART"/results-*.tap 2>/dev/null | grep -E '^# (fail|cancelled) [0-9]+$' | awk '{s += $3} END {print s + 0}')

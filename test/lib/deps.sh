@@ -73,6 +73,21 @@ PRESENCE_BUILD_PACKAGES=(make gcc "postgresql-$PRESENCE_PG_MAJOR"
 	! dpkg-query -W -f='${Status}' "postgresql-$PRESENCE_PG_MAJOR-pgtap" 2>/dev/null | grep -q "ok installed" ||
 	PRESENCE_BUILD_PACKAGES+=("postgresql-$PRESENCE_PG_MAJOR-pgtap")
 
+# ensure_plproxy: installs PL/Proxy for this major (the shard suite's,
+# test/shards/run.sh) where Debian packages it: postgresql-15-plproxy
+# (bookworm), -17 (trixie), -18 (sid); none for 19 yet.  An apt-get update
+# first when apt knows no candidate (fresh package lists).  False where
+# there is none: the suite then says so and is skipped.
+ensure_plproxy() {
+	local pkg=postgresql-$PRESENCE_PG_MAJOR-plproxy
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" && return 0
+	[ "$(id -u)" = 0 ] || return 1
+	apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [^(]' ||
+		apt-get update -q >/dev/null 2>&1
+	apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [^(]' || return 1
+	ensure_packages "$pkg"
+}
+
 # build_and_install: make && make install of the extension at the repo top.
 build_and_install() {
 	make -s -C "$PRESENCE_ROOT" >/dev/null && make -s -C "$PRESENCE_ROOT" install >/dev/null

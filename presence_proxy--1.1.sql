@@ -1,0 +1,617 @@
+-- presence_proxy 1.1: presence 1.1's SQL API in a proxy database, each call
+-- routed with PL/Proxy to the shard databases (docs/scaling.md).
+--
+-- The shards are the partitions of the PL/Proxy cluster 'presence', a
+-- foreign server the administrator creates after this extension:
+--
+--   CREATE SERVER presence FOREIGN DATA WRAPPER plproxy OPTIONS (
+--       partition_0 'host=db1 dbname=presence',
+--       partition_1 'host=db2 dbname=presence');
+--   CREATE USER MAPPING FOR PUBLIC SERVER presence;
+--
+-- Every public function here has the name, signature and defaults of
+-- presence's own, so a gateway works unchanged against the proxy.  Topic
+-- functions run on the shard of hashtext(topic); worker-wide ones on every
+-- shard, their results combined.  Each public function is a SQL wrapper
+-- over an internal PL/Proxy function in schema presence_proxy: the wrapper
+-- resolves worker_id on the proxy (PL/Proxy would pass a NULL on, and the
+-- shard would make a worker bound to PL/Proxy's pooled connection).
+--
+-- To mirror a new presence function: a PL/Proxy function in presence_proxy
+-- (RUN ON presence_proxy.topic_hash(topic); for a worker-wide one, RUN ON
+-- shard and presence_proxy.sum_on_shards) and a public wrapper with
+-- presence's signature; see docs/scaling.md, "Adding a function".
+
+\echo Use "CREATE EXTENSION presence_proxy" to load this file. \quit
+
+CREATE SCHEMA presence_proxy;
+REVOKE ALL ON SCHEMA presence_proxy FROM PUBLIC;
+
+-- presence's row type, column for column: PL/Proxy maps the shard's result
+-- columns to it by name.
+CREATE TYPE tep_presence AS (
+    worker_id    text,
+    topic        text,
+    fd           integer,
+    principal_id text,
+    kind         text,
+    agent_id     text,
+    since_ts     bigint,
+    status_state text,
+    status_note  text,
+    status_until bigint
+);
+
+-- Routing -----------------------------------------------------------------
+
+-- The partitions of the cluster: partition_N options of the foreign server
+-- 'presence', by N.
+CREATE FUNCTION presence_proxy.partitions(OUT shard integer, OUT connstr text)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
+AS $$
+    SELECT substr(o, 11, strpos(o, '=') - 11)::integer,
+           substr(o, strpos(o, '=') + 1)
+      FROM pg_foreign_server s, unnest(s.srvoptions) AS o
+     WHERE s.srvname = 'presence' AND o LIKE 'partition\_%=%'
+     ORDER BY 1
+$$;
+
+-- The hash PL/Proxy routes a topic by.  A NULL topic goes to the shard of
+-- '' so that the shard rejects it with presence's own error.
+CREATE FUNCTION presence_proxy.topic_hash(topic text)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.hashtext(coalesce(topic, '')) $$;
+
+-- The partition a topic is on, as PL/Proxy computes it: hash & (n - 1), or
+-- abs(hash % n) with the cluster option modular_mapping '1'.
+CREATE FUNCTION presence_proxy.shard_of(topic text)
+RETURNS integer
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog
+AS $$
+DECLARE
+    n integer;
+    modular boolean;
+    h integer := presence_proxy.topic_hash(topic);
+BEGIN
+    SELECT count(*) INTO n FROM presence_proxy.partitions();
+    IF n = 0 THEN
+        RAISE EXCEPTION 'presence_proxy: no shards configured'
+              USING ERRCODE = 'undefined_object',
+                    HINT = 'CREATE SERVER presence FOREIGN DATA WRAPPER plproxy OPTIONS (partition_0 ''...'', ...)';
+    END IF;
+    SELECT coalesce(bool_or(o IN ('modular_mapping=1', 'modular_mapping=on',
+                                  'modular_mapping=true')), false)
+      INTO modular
+      FROM pg_foreign_server s, unnest(s.srvoptions) AS o
+     WHERE s.srvname = 'presence';
+    IF modular THEN
+        RETURN abs(h % n);
+    END IF;
+    RETURN h & (n - 1);
+END
+$$;
+
+-- presence_shard(topic): the connection string of the shard that holds the
+-- topic, where a gateway LISTENs for its diffs.
+CREATE FUNCTION presence_shard(topic text)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF topic IS NULL THEN
+        RAISE EXCEPTION 'topic must not be NULL'
+              USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN (SELECT p.connstr FROM presence_proxy.partitions() p
+             WHERE p.shard = presence_proxy.shard_of(topic));
+END
+$$;
+
+-- presence_shards(): every shard, for a gateway that listens on all.
+CREATE FUNCTION presence_shards(OUT shard integer, OUT connstr text)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
+AS $$ SELECT * FROM presence_proxy.partitions() $$;
+
+-- The worker a call acts for: worker_id, else this proxy session's
+-- presence.worker_id (set by presence_worker_start).  Never the
+-- connection's: calls reach the shards on PL/Proxy's pooled connections,
+-- where a connection-bound worker would be another one on every shard and
+-- die with a pooled connection, not with the gateway.
+CREATE FUNCTION presence_proxy.worker(worker_id text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    w text := coalesce(worker_id,
+                       nullif(current_setting('presence.worker_id', true), ''));
+BEGIN
+    IF w IS NULL THEN
+        RAISE EXCEPTION 'worker_id is NULL and presence.worker_id is not set: connection-bound workers cannot work through presence_proxy'
+              USING ERRCODE = 'feature_not_supported',
+                    DETAIL = 'Calls reach the shards on PL/Proxy''s pooled connections, not on this one.',
+                    HINT = 'Use a leased worker: presence_worker_start(''gw-1'', ''30 seconds'') and presence_heartbeat(''gw-1'') within the lease.';
+    END IF;
+    RETURN w;
+END
+$$;
+
+-- Topic functions: PL/Proxy, on the topic's shard ------------------------
+
+CREATE FUNCTION presence_proxy.track(topic text, fd integer,
+                                     principal_id text, kind text,
+                                     agent_id text, worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_track;
+$$;
+
+CREATE FUNCTION presence_proxy.untrack(topic text, fd integer,
+                                       worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_untrack;
+$$;
+
+CREATE FUNCTION presence_proxy.list(topic text, worker_id text)
+RETURNS SETOF tep_presence LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_list;
+$$;
+
+CREATE FUNCTION presence_proxy.list_global(topic text)
+RETURNS SETOF tep_presence LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_list_global;
+$$;
+
+CREATE FUNCTION presence_proxy.count(topic text, worker_id text)
+RETURNS bigint LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_count;
+$$;
+
+CREATE FUNCTION presence_proxy.count_humans(topic text, worker_id text)
+RETURNS bigint LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_count_humans;
+$$;
+
+CREATE FUNCTION presence_proxy.count_agents(topic text, worker_id text)
+RETURNS bigint LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_count_agents;
+$$;
+
+CREATE FUNCTION presence_proxy.count_global(topic text)
+RETURNS bigint LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_count_global;
+$$;
+
+CREATE FUNCTION presence_proxy.count_humans_global(topic text)
+RETURNS bigint LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_count_humans_global;
+$$;
+
+CREATE FUNCTION presence_proxy.count_agents_global(topic text)
+RETURNS bigint LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_count_agents_global;
+$$;
+
+CREATE FUNCTION presence_proxy.set_status(topic text, fd integer,
+                                          state text, note text,
+                                          until_ts bigint, worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_set_status;
+$$;
+
+CREATE FUNCTION presence_proxy.clear_status(topic text, fd integer,
+                                            worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_clear_status;
+$$;
+
+-- SETOF: a NULL entry comes back as no row (a non-SETOF composite would
+-- come back as a row of NULLs, which is not NULL to IS DISTINCT FROM).
+CREATE FUNCTION presence_proxy.find_entry(topic text, fd integer,
+                                          worker_id text)
+RETURNS SETOF tep_presence LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    SELECT e.* FROM presence_find_entry(topic, fd, worker_id) e
+     WHERE e IS NOT NULL;
+$$;
+
+CREATE FUNCTION presence_proxy.diff_topic(topic text)
+RETURNS text LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_diff_topic;
+$$;
+
+CREATE FUNCTION presence_proxy.snapshot(topic text)
+RETURNS json LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_snapshot;
+$$;
+
+CREATE FUNCTION presence_proxy.channel(topic text)
+RETURNS text LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_channel;
+$$;
+
+-- Worker-wide functions: PL/Proxy, on every shard ------------------------
+
+-- worker_start must reach every shard (RUN ON ALL, in parallel; an error
+-- if one is down): it drops what a previous run of the id left, and a shard
+-- it missed would keep those entries alive under the new heartbeats.
+CREATE FUNCTION presence_proxy.worker_start(worker_id text, lease interval)
+RETURNS SETOF text LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON ALL; TARGET presence_worker_start;
+$$;
+
+-- The others go shard by shard (RUN ON shard, a partition number), so that
+-- a shard that is down does not fail the call on the others: a gateway's
+-- untrack_by_fd on every socket close, or its heartbeat, must go on while
+-- one shard is away (a heartbeat failing everywhere would let its lease
+-- lapse on every shard).
+CREATE FUNCTION presence_proxy.untrack_by_fd_on(shard integer, fd integer,
+                                                worker_id text)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_untrack_by_fd(fd, worker_id);
+$$;
+
+CREATE FUNCTION presence_proxy.clear_on(shard integer, worker_id text)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_clear(worker_id);
+$$;
+
+CREATE FUNCTION presence_proxy.sweep_expired_status_on(shard integer)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_sweep_expired_status();
+$$;
+
+CREATE FUNCTION presence_proxy.prune_dead_workers_on(shard integer)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_prune_dead_workers();
+$$;
+
+CREATE FUNCTION presence_proxy.heartbeat_on(shard integer, worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_heartbeat(worker_id);
+$$;
+
+CREATE FUNCTION presence_proxy.worker_stop_on(shard integer, worker_id text)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_worker_stop(worker_id);
+$$;
+
+-- Whether an error means the shard was not reached: PL/Proxy's own errors
+-- (XX000 "PL/Proxy function ...": connecting, a lost connection, a
+-- timeout), a connection exception (08) or a server shutting down or
+-- starting (57).  Any other error is the shard's answer (bad input,
+-- privileges) and stands, as on one server.
+CREATE FUNCTION presence_proxy.not_reached(state text, message text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT left(state, 2) IN ('08', '57')
+          OR (state = 'XX000' AND message LIKE 'PL/Proxy function %') $$;
+
+-- call, run on every shard with $1 the shard and $2 args: the sum of its
+-- integer results on the shards reached.  A shard not reached is a WARNING
+-- naming it (what it holds is left to it: its own background worker
+-- prunes and sweeps it); no shard reached is an error.
+CREATE FUNCTION presence_proxy.sum_on_shards(caller text, call text,
+                                             args text[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    p record;
+    n integer;
+    total integer := 0;
+    reached boolean := false;
+    err text;
+BEGIN
+    FOR p IN SELECT * FROM presence_proxy.partitions() LOOP
+        BEGIN
+            EXECUTE call INTO n USING p.shard, args;
+            total := total + n;
+            reached := true;
+        EXCEPTION WHEN OTHERS THEN
+            IF NOT presence_proxy.not_reached(SQLSTATE, SQLERRM) THEN
+                RAISE;
+            END IF;
+            err := SQLERRM;
+            RAISE WARNING '%: shard % not reached: %', caller, p.shard, err;
+        END;
+    END LOOP;
+    IF NOT reached THEN
+        RAISE EXCEPTION '%: no shard reached: %', caller, coalesce(err, 'no shards configured')
+              USING ERRCODE = 'connection_failure';
+    END IF;
+    RETURN total;
+END
+$$;
+
+-- The public API: presence's names, signatures and defaults ---------------
+--
+-- SECURITY DEFINER, as presence's own: an app role needs EXECUTE on these
+-- only.  PL/Proxy then connects to the shards as the extension's owner's
+-- user mapping (or the user= of the partition's connection string): every
+-- call arrives on the shards as that one role.
+
+CREATE FUNCTION presence_track(topic text, fd integer, principal_id text,
+                               kind text DEFAULT 'human',
+                               agent_id text DEFAULT '',
+                               worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.track(topic, fd, principal_id, kind, agent_id,
+                                  presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_untrack(topic text, fd integer,
+                                 worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.untrack(topic, fd,
+                                    presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_untrack_by_fd(fd integer,
+                                       worker_id text DEFAULT NULL)
+RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.sum_on_shards('presence_untrack_by_fd',
+               'SELECT presence_proxy.untrack_by_fd_on($1, $2[1]::integer, $2[2])',
+               ARRAY[fd::text, presence_proxy.worker(worker_id)]) $$;
+
+CREATE FUNCTION presence_list(topic text, worker_id text DEFAULT NULL)
+RETURNS SETOF tep_presence LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT * FROM presence_proxy.list(topic, presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_list_global(topic text)
+RETURNS SETOF tep_presence LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT * FROM presence_proxy.list_global(topic) $$;
+
+CREATE FUNCTION presence_count(topic text, worker_id text DEFAULT NULL)
+RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.count(topic, presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_count_humans(topic text, worker_id text DEFAULT NULL)
+RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.count_humans(topic, presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_count_agents(topic text, worker_id text DEFAULT NULL)
+RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.count_agents(topic, presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_count_global(topic text)
+RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.count_global(topic) $$;
+
+CREATE FUNCTION presence_count_humans_global(topic text)
+RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.count_humans_global(topic) $$;
+
+CREATE FUNCTION presence_count_agents_global(topic text)
+RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.count_agents_global(topic) $$;
+
+CREATE FUNCTION presence_set_status(topic text, fd integer, state text,
+                                    note text DEFAULT '',
+                                    until_ts bigint DEFAULT 0,
+                                    worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.set_status(topic, fd, state, note, until_ts,
+                                       presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_clear_status(topic text, fd integer,
+                                      worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.clear_status(topic, fd,
+                                         presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_find_entry(topic text, fd integer,
+                                    worker_id text DEFAULT NULL)
+RETURNS tep_presence LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT * FROM presence_proxy.find_entry(topic, fd,
+                                              presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_sweep_expired_status()
+RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.sum_on_shards('presence_sweep_expired_status',
+               'SELECT presence_proxy.sweep_expired_status_on($1)', '{}') $$;
+
+CREATE FUNCTION presence_clear(worker_id text DEFAULT NULL)
+RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.sum_on_shards('presence_clear',
+               'SELECT presence_proxy.clear_on($1, $2[1])',
+               ARRAY[presence_proxy.worker(worker_id)]) $$;
+
+CREATE FUNCTION presence_diff_topic(topic text)
+RETURNS text LANGUAGE sql IMMUTABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.diff_topic(topic) $$;
+
+CREATE FUNCTION presence_snapshot(topic text)
+RETURNS json LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.snapshot(topic) $$;
+
+-- Each shard has its own epoch (its own history of seqs), so the proxy has
+-- none to give: a topic's is in its snapshot, from the topic's shard.
+CREATE FUNCTION presence_epoch()
+RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$
+BEGIN
+    RAISE EXCEPTION 'presence_epoch() has no single answer through presence_proxy: each shard has its own epoch'
+          USING ERRCODE = 'feature_not_supported',
+                HINT = 'Take a topic''s epoch from its snapshot: presence_snapshot(topic) ->> ''epoch''.';
+END
+$$;
+
+CREATE FUNCTION presence_channel(topic text)
+RETURNS text LANGUAGE sql IMMUTABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.channel(topic) $$;
+
+-- Workers -----------------------------------------------------------------
+
+-- Registers a leased worker on every shard and makes it this proxy
+-- session's worker.  A NULL lease (bound to the connection) or a NULL id
+-- (the connection's own id) would name PL/Proxy's pooled connections, so
+-- both are refused.
+CREATE FUNCTION presence_worker_start(worker_id text DEFAULT NULL,
+                                      lease interval DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF worker_id IS NULL OR lease IS NULL THEN
+        RAISE EXCEPTION '% is NULL: connection-bound workers cannot work through presence_proxy',
+                        CASE WHEN worker_id IS NULL THEN 'worker_id' ELSE 'lease' END
+              USING ERRCODE = 'feature_not_supported',
+                    DETAIL = 'Calls reach the shards on PL/Proxy''s pooled connections, not on this one.',
+                    HINT = 'Use a leased worker: presence_worker_start(''gw-1'', ''30 seconds'') and presence_heartbeat(''gw-1'') within the lease.';
+    END IF;
+    PERFORM presence_proxy.worker_start(worker_id, lease);
+    PERFORM pg_catalog.set_config('presence.worker_id', worker_id, false);
+    RETURN worker_id;
+END
+$$;
+
+-- True when the worker was alive on every shard reached.  A shard that
+-- does not know it (it lapsed there and was pruned) makes it false, as a
+-- lapsed lease does on one server: the gateway starts again.  A shard
+-- that cannot be reached is a WARNING: its lease stands or lapses there on
+-- its own.  Unknown on every shard reached is presence's error.
+CREATE FUNCTION presence_heartbeat(worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$
+DECLARE
+    w text := presence_proxy.worker(worker_id);
+    p record;
+    alive boolean := true;
+    known integer := 0;
+    unknown integer := 0;
+BEGIN
+    FOR p IN SELECT * FROM presence_proxy.partitions() LOOP
+        BEGIN
+            alive := presence_proxy.heartbeat_on(p.shard, w) AND alive;
+            known := known + 1;
+        EXCEPTION WHEN OTHERS THEN
+            IF SQLERRM LIKE '%is not registered' THEN
+                -- presence's 22023 for a worker the shard does not know
+                unknown := unknown + 1;
+            ELSIF presence_proxy.not_reached(SQLSTATE, SQLERRM) THEN
+                RAISE WARNING 'presence_heartbeat: shard % not reached: %',
+                              p.shard, SQLERRM;
+            ELSE
+                RAISE;
+            END IF;
+        END;
+    END LOOP;
+    IF known = 0 AND unknown > 0 THEN
+        RAISE EXCEPTION 'worker_id "%" is not registered', w
+              USING ERRCODE = 'invalid_parameter_value',
+                    HINT = 'Call presence_worker_start() to register it again.';
+    END IF;
+    RETURN alive AND unknown = 0;
+END
+$$;
+
+-- Drops the worker's entries and rows on every shard; the entries dropped.
+-- A shard that cannot be reached is a WARNING: the lease ends the worker
+-- there.  An explicit id unknown on every shard is presence's error.
+CREATE FUNCTION presence_worker_stop(worker_id text DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$
+DECLARE
+    w text := presence_proxy.worker(worker_id);
+    p record;
+    dropped integer := 0;
+    known integer := 0;
+    unknown integer := 0;
+BEGIN
+    FOR p IN SELECT * FROM presence_proxy.partitions() LOOP
+        BEGIN
+            dropped := dropped + presence_proxy.worker_stop_on(p.shard, w);
+            known := known + 1;
+        EXCEPTION WHEN OTHERS THEN
+            IF SQLERRM LIKE '%is not registered' THEN
+                unknown := unknown + 1;
+            ELSIF presence_proxy.not_reached(SQLSTATE, SQLERRM) THEN
+                RAISE WARNING 'presence_worker_stop: shard % not reached: %',
+                              p.shard, SQLERRM;
+            ELSE
+                RAISE;
+            END IF;
+        END;
+    END LOOP;
+    -- As on one server: the session's worker may be gone already.
+    IF known = 0 AND unknown > 0 AND worker_id IS NOT NULL THEN
+        RAISE EXCEPTION 'worker_id "%" is not registered', w
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF current_setting('presence.worker_id', true) = w THEN
+        PERFORM pg_catalog.set_config('presence.worker_id', '', false);
+    END IF;
+    RETURN dropped;
+END
+$$;
+
+CREATE FUNCTION presence_prune_dead_workers()
+RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.sum_on_shards('presence_prune_dead_workers',
+               'SELECT presence_proxy.prune_dead_workers_on($1)', '{}') $$;
+
+-- Nothing is executable by PUBLIC, as in presence: an app role is granted
+-- EXECUTE on the public functions (README, "More than one server").
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure
+          FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_depend d
+            ON d.classid = 'pg_catalog.pg_proc'::regclass
+           AND d.objid = p.oid
+           AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+           AND d.deptype = 'e'
+          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+         WHERE e.extname = 'presence_proxy'
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$$;
