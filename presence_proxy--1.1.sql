@@ -39,7 +39,22 @@ CREATE TYPE tep_presence AS (
     since_ts     bigint,
     status_state text,
     status_note  text,
-    status_until bigint
+    status_until bigint,
+    meta         jsonb
+);
+
+-- presence_history's row type, for presence_history().
+CREATE TYPE presence_history AS (
+    topic        text,
+    worker_id    text,
+    fd           integer,
+    principal_id text,
+    kind         text,
+    agent_id     text,
+    meta         jsonb,
+    joined_ts    bigint,
+    left_ts      bigint,
+    reason       text
 );
 
 -- Routing -----------------------------------------------------------------
@@ -142,10 +157,56 @@ $$;
 
 CREATE FUNCTION presence_proxy.track(topic text, fd integer,
                                      principal_id text, kind text,
-                                     agent_id text, worker_id text)
+                                     agent_id text, worker_id text,
+                                     meta jsonb)
 RETURNS boolean LANGUAGE plproxy AS $$
     CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
     TARGET presence_track;
+$$;
+
+CREATE FUNCTION presence_proxy.set_meta(topic text, fd integer, meta jsonb,
+                                        worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_set_meta;
+$$;
+
+CREATE FUNCTION presence_proxy.history(topic text, from_ts bigint,
+                                       to_ts bigint)
+RETURNS SETOF presence_history LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_history;
+$$;
+
+CREATE FUNCTION presence_proxy.last_seen_in(principal_id text, topic text)
+RETURNS bigint LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_last_seen;
+$$;
+
+-- Without a topic: every shard's answer (the wrapper takes the greatest).
+CREATE FUNCTION presence_proxy.last_seen_anywhere(principal_id text)
+RETURNS SETOF bigint LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON ALL; TARGET presence_last_seen;
+$$;
+
+CREATE FUNCTION presence_proxy.principals(topic text,
+                                          OUT principal_id text,
+                                          OUT humans bigint,
+                                          OUT agents bigint,
+                                          OUT connections bigint,
+                                          OUT state text,
+                                          OUT since bigint,
+                                          OUT meta jsonb)
+RETURNS SETOF record LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_principals;
+$$;
+
+CREATE FUNCTION presence_proxy.count_principals(topic text)
+RETURNS bigint LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_count_principals;
 $$;
 
 CREATE FUNCTION presence_proxy.untrack(topic text, fd integer,
@@ -280,6 +341,12 @@ RETURNS integer LANGUAGE plproxy AS $$
     SELECT presence_sweep_expired_status();
 $$;
 
+CREATE FUNCTION presence_proxy.history_maintain_on(shard integer)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_history_maintain();
+$$;
+
 CREATE FUNCTION presence_proxy.prune_dead_workers_on(shard integer)
 RETURNS integer LANGUAGE plproxy AS $$
     CLUSTER 'presence'; RUN ON shard;
@@ -356,11 +423,56 @@ $$;
 CREATE FUNCTION presence_track(topic text, fd integer, principal_id text,
                                kind text DEFAULT 'human',
                                agent_id text DEFAULT '',
-                               worker_id text DEFAULT NULL)
+                               worker_id text DEFAULT NULL,
+                               meta jsonb DEFAULT '{}')
 RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog
 AS $$ SELECT presence_proxy.track(topic, fd, principal_id, kind, agent_id,
-                                  presence_proxy.worker(worker_id)) $$;
+                                  presence_proxy.worker(worker_id), meta) $$;
+
+CREATE FUNCTION presence_set_meta(topic text, fd integer, meta jsonb,
+                                  worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.set_meta(topic, fd, meta,
+                                     presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_history(topic text, from_ts bigint, to_ts bigint)
+RETURNS SETOF presence_history LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT * FROM presence_proxy.history(topic, from_ts, to_ts) $$;
+
+-- A principal's last second seen: in one topic, on its shard; anywhere,
+-- the greatest of the shards' (NULL where none has seen it).
+CREATE FUNCTION presence_last_seen(principal_id text, topic text DEFAULT NULL)
+RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT CASE WHEN topic IS NULL
+                  THEN (SELECT max(s) FROM presence_proxy.last_seen_anywhere(principal_id) s)
+                  ELSE presence_proxy.last_seen_in(principal_id, topic) END $$;
+
+CREATE FUNCTION presence_principals(topic text,
+                                    OUT principal_id text,
+                                    OUT humans bigint,
+                                    OUT agents bigint,
+                                    OUT connections bigint,
+                                    OUT state text,
+                                    OUT since bigint,
+                                    OUT meta jsonb)
+RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT * FROM presence_proxy.principals(topic) $$;
+
+CREATE FUNCTION presence_count_principals(topic text)
+RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.count_principals(topic) $$;
+
+CREATE FUNCTION presence_history_maintain()
+RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.sum_on_shards('presence_history_maintain',
+               'SELECT presence_proxy.history_maintain_on($1)', '{}') $$;
 
 CREATE FUNCTION presence_untrack(topic text, fd integer,
                                  worker_id text DEFAULT NULL)

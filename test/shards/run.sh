@@ -160,7 +160,9 @@ proxy_psql -Xq -d proxy_api -v ON_ERROR_STOP=1 -c 'CREATE ROLE app' -c 'CREATE R
 	  presence_find_entry, presence_sweep_expired_status, presence_clear,
 	  presence_diff_topic, presence_snapshot, presence_worker_start,
 	  presence_heartbeat, presence_worker_stop, presence_prune_dead_workers,
-	  presence_channel, presence_shard, presence_shards
+	  presence_channel, presence_set_meta, presence_history, presence_last_seen,
+	  presence_principals, presence_count_principals,
+	  presence_shard, presence_shards
 	TO app" >/dev/null
 as_app=$(proxy_psql -Atq -d proxy_api -c 'SET ROLE app' \
 	-c "SELECT presence_worker_start('app-gw', '1 minute')" \

@@ -80,7 +80,8 @@ SELECT '{"topic":' || to_json(t)::text
         || ',"state":' || to_json(p.status_state)::text
         || ',"note":' || to_json(p.status_note)::text
         || ',"until_ts":' || p.status_until
-        || ',"worker_id":' || to_json(p.worker_id)::text || '}',
+        || ',"worker_id":' || to_json(p.worker_id)::text
+        || ',"meta":' || p.meta::text || '}',
         ',' ORDER BY p.since_ts, p.worker_id, p.fd), '')
     || '],"epoch":' || to_json(presence_snapshot(t) ->> 'epoch')::text || '}'
   FROM presence_list_global(t) p

@@ -147,6 +147,23 @@ SELECT topic, presence_count_global(topic), pg_temp.seq(topic)
   FROM topics ORDER BY topic;
 SELECT presence_worker_stop() AS session_stopped;
 
+-- 1.1's meta, principals and last seen (history is off: presence.history
+-- is the shards' setting, not the proxy session's).
+SELECT presence_track('room:meta', 1, 'user:m', 'human', '', 'gw-2', '{"name": "Ann"}') AS tracked,
+       presence_track('room:meta', 2, 'user:m', 'agent_for', 'bot', 'gw-2') AS agent,
+       presence_set_meta('room:meta', 2, '{"name": "Bot", "n": [1, null]}', 'gw-2') AS meta_set,
+       presence_set_meta('room:meta', 99, '{}', 'gw-2') AS no_entry;
+SELECT fd, meta FROM presence_list_global('room:meta') ORDER BY fd;
+SELECT principal_id, humans, agents, connections, state, meta
+  FROM presence_principals('room:meta');
+SELECT presence_count_principals('room:meta') AS principals,
+       presence_last_seen('user:m', 'room:meta') >= 0 AS seen_here,
+       presence_last_seen('user:m') >= 0 AS seen_anywhere,
+       presence_last_seen('user:never') AS never,
+       presence_last_seen('user:m', 'room:other') AS not_there;
+SELECT count(*) AS history_rows FROM presence_history('room:meta', 0, 4102444800);
+SELECT presence_untrack('room:meta', 1, 'gw-2'), presence_untrack('room:meta', 2, 'gw-2');
+
 -- Bad input: the shard's SQLSTATE and message.
 SELECT q, pg_temp.try(q) FROM (VALUES
   ($$SELECT presence_track(NULL, 1, 'p', worker_id => 'gw-2')$$),
@@ -171,7 +188,12 @@ SELECT q, pg_temp.try(q) FROM (VALUES
   ($$SELECT presence_worker_stop('')::text$$),
   ($$SELECT presence_untrack_by_fd(1, '')::text$$),
   ($$SELECT presence_clear('')::text$$),
-  ($$SELECT presence_worker_stop('no-such-worker')::text$$)
+  ($$SELECT presence_worker_stop('no-such-worker')::text$$),
+  ($$SELECT presence_set_meta('t', 1, '[1]', 'gw-2')::text$$),
+  ($$SELECT presence_track('t', 1, 'p', 'human', '', 'gw-2', '"x"')::text$$),
+  ($$SELECT presence_history('t', 10, 5)::text$$),
+  ($$SELECT presence_last_seen(NULL)::text$$),
+  ($$SELECT presence_principals('')::text$$)
 ) AS t(q);
 
 SELECT presence_worker_stop('gw-2');
