@@ -84,18 +84,14 @@ for mode in ${E2E_MODES:-broadcast topic}; do
 		"presence.signing_key = '$key'" \
 		"presence.sweep_interval = '${SWEEP_MS}ms'" || fail_setup "cluster_start"
 	psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION presence' || fail_setup "CREATE EXTENSION presence"
-	# The gateways connect as an app role with the README's one GRANT, not
-	# as the superuser (who is outside worker ownership).
-	psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE ROLE presence_e2e_app LOGIN' -c "GRANT EXECUTE ON FUNCTION
-	  presence_track, presence_untrack, presence_untrack_by_fd, presence_list,
-	  presence_list_global, presence_count, presence_count_humans,
-	  presence_count_agents, presence_count_global, presence_count_humans_global,
-	  presence_count_agents_global, presence_set_status, presence_clear_status,
-	  presence_find_entry, presence_sweep_expired_status, presence_clear,
-	  presence_diff_topic, presence_snapshot, presence_worker_start,
-	  presence_heartbeat, presence_worker_stop, presence_prune_dead_workers,
-	  presence_channel
-	TO presence_e2e_app" || fail_setup "the app role"
+	# The gateways connect as an app role with the README's one GRANT (taken
+	# from README.md, so that it is what the README says), not as the
+	# superuser (who is outside worker ownership).
+	grant=$(sed -n '/^GRANT EXECUTE ON FUNCTION$/,/^TO app;$/p' "$ROOT/README.md" |
+		sed 's/^TO app;$/TO presence_e2e_app/')
+	[ -n "$grant" ] || fail_setup "the README's GRANT"
+	psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE ROLE presence_e2e_app LOGIN' -c "$grant" ||
+		fail_setup "the app role"
 	export E2E_GATEWAY_USER=presence_e2e_app
 
 	# 3. The end-to-end tests (the gateway's unit tests are its own `npm test`,
