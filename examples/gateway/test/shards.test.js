@@ -1,9 +1,9 @@
 'use strict';
-// lib/shards.js without a database: what presence_shard's libpq strings
-// become as node-postgres options.
+// lib/conninfo.js: what presence_shard's libpq strings become as
+// node-postgres options.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { parseConninfo } = require('../lib/shards');
+const { parseConninfo } = require('../lib/conninfo');
 
 test('parseConninfo: keys node-postgres knows, port a number', () => {
   assert.deepEqual(parseConninfo('host=/tmp/s/sock port=55471 dbname=presence user=postgres'), {
