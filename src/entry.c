@@ -14,7 +14,6 @@
 #include "utils/json.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
-#include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(presence_track);
 PG_FUNCTION_INFO_V1(presence_untrack);
@@ -379,50 +378,6 @@ presence_clear(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(drop_all_entries(worker_id, -1));
 }
 
-#if PG_VERSION_NUM < 150000
-/*
- * PostgreSQL 15 added InitMaterializedSRF; before it, the same set-up by
- * hand (flags are always 0 here).
- */
-static void
-InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext caller_context;
-	TupleDesc	tupdesc;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		!(rsinfo->allowedModes & SFRM_Materialize))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	caller_context = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
-	rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
-	MemoryContextSwitchTo(caller_context);
-}
-#endif
-
-/*
- * Return the rows of a read-only entry query as a set.
- */
-static void
-materialize_entries(FunctionCallInfo fcinfo, PresenceQuery *query,
-					Datum *values)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-
-	InitMaterializedSRF(fcinfo, 0);
-	presence_spi_connect();
-	presence_execute(query, values, NULL, true, 0);
-	for (uint64 i = 0; i < SPI_processed; i++)
-		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
-	SPI_finish();
-}
-
 /*
  * presence_list(topic, worker_id): this worker's entries, oldest first.
  */
@@ -433,7 +388,7 @@ presence_list(PG_FUNCTION_ARGS)
 
 	values[0] = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));
 	values[1] = CStringGetTextDatum(presence_worker_arg(fcinfo, 1));
-	materialize_entries(fcinfo, &list_query, values);
+	presence_return_rows(fcinfo, &list_query, values);
 	return (Datum) 0;
 }
 
@@ -445,7 +400,7 @@ presence_list_global(PG_FUNCTION_ARGS)
 {
 	Datum		topic = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));
 
-	materialize_entries(fcinfo, &list_global_query, &topic);
+	presence_return_rows(fcinfo, &list_global_query, &topic);
 	return (Datum) 0;
 }
 

@@ -14,7 +14,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "funcapi.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -22,7 +21,6 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
-#include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(presence_history);
 PG_FUNCTION_INFO_V1(presence_last_seen);
@@ -267,22 +265,6 @@ epoch_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 }
 
 /*
- * Return the rows of a read-only query as the function's set.
- */
-static void
-materialize(FunctionCallInfo fcinfo, PresenceQuery *query, Datum *values)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-
-	InitMaterializedSRF(fcinfo, 0);
-	presence_spi_connect();
-	presence_execute(query, values, NULL, true, 0);
-	for (uint64 i = 0; i < SPI_processed; i++)
-		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
-	SPI_finish();
-}
-
-/*
  * presence_history(topic, from_ts, to_ts): the ended sessions of a topic
  * that overlap [from_ts, to_ts), oldest first.
  */
@@ -302,7 +284,7 @@ presence_history(PG_FUNCTION_ARGS)
 						   from_ts, to_ts)));
 	values[1] = Int64GetDatum(from_ts);
 	values[2] = Int64GetDatum(to_ts);
-	materialize(fcinfo, &history_query, values);
+	presence_return_rows(fcinfo, &history_query, values);
 	return (Datum) 0;
 }
 
@@ -355,7 +337,7 @@ presence_principals(PG_FUNCTION_ARGS)
 {
 	Datum		topic = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));
 
-	materialize(fcinfo, &principals_query, &topic);
+	presence_return_rows(fcinfo, &principals_query, &topic);
 	return (Datum) 0;
 }
 

@@ -147,6 +147,8 @@ extern bool presence_find_by_key(Relation rel, Relation index, const char *key,
 extern void presence_spi_connect(void);
 extern int	presence_execute(PresenceQuery *query, Datum *values,
 							 const char *nulls, bool read_only, long count);
+extern void presence_return_rows(FunctionCallInfo fcinfo,
+								 PresenceQuery *query, Datum *values);
 
 /* A tep_presence row as read back from SPI (all strings palloc'd). */
 typedef struct PresenceEntry

@@ -21,12 +21,14 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
+#include "funcapi.h"
 #include "storage/lmgr.h"
 #include "utils/fmgroids.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/tuplestore.h"
 
 #define PRESENCE_TABLE_COUNT 3
 
@@ -283,4 +285,22 @@ presence_execute(PresenceQuery *query, Datum *values, const char *nulls,
 	if (rc < 0)
 		elog(ERROR, "presence: query failed: %s", SPI_result_code_string(rc));
 	return rc;
+}
+
+/*
+ * Return the rows of a read-only query as the calling set-returning
+ * function's result (its tuple descriptor is the query's).
+ */
+void
+presence_return_rows(FunctionCallInfo fcinfo, PresenceQuery *query,
+					 Datum *values)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	presence_spi_connect();
+	presence_execute(query, values, NULL, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
+	SPI_finish();
 }
