@@ -137,6 +137,27 @@ presence_worker_arg(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
+ * A time in epoch seconds: ERROR 22004 when NULL, 22023 when negative.
+ */
+int64
+presence_seconds_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	int64		value;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	value = PG_GETARG_INT64(argno);
+	if (value < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be negative", argname),
+				 errdetail("It is " INT64_FORMAT ".", value)));
+	return value;
+}
+
+/*
  * The role a call acts for: the session's current role (its login role, or
  * the one SET ROLE chose).  The functions are SECURITY DEFINER, so
  * GetUserId() is the extension's owner inside them; the outer user is what

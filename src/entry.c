@@ -492,16 +492,7 @@ presence_set_status(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("state must be 'available', 'busy' or 'blocked', not \"%s\"",
 						state)));
-	if (PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("until_ts must not be NULL")));
-	until_ts = PG_GETARG_INT64(4);
-	if (until_ts < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("until_ts must not be negative"),
-				 errdetail("It is " INT64_FORMAT ".", until_ts)));
+	until_ts = presence_seconds_arg(fcinfo, 4, "until_ts");
 
 	extra[0] = CStringGetTextDatum(state);
 	extra[1] = CStringGetTextDatum(note);

@@ -244,27 +244,6 @@ presence_history_record(const PresenceEntry *entry)
 }
 
 /*
- * A non-negative bigint argument in epoch seconds (22004, 22023).
- */
-static int64
-epoch_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	int64		value;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-	value = PG_GETARG_INT64(argno);
-	if (value < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be negative", argname),
-				 errdetail("It is " INT64_FORMAT ".", value)));
-	return value;
-}
-
-/*
  * presence_history(topic, from_ts, to_ts): the ended sessions of a topic
  * that overlap [from_ts, to_ts), oldest first.
  */
@@ -272,8 +251,8 @@ Datum
 presence_history(PG_FUNCTION_ARGS)
 {
 	Datum		values[3];
-	int64		from_ts = epoch_arg(fcinfo, 1, "from_ts");
-	int64		to_ts = epoch_arg(fcinfo, 2, "to_ts");
+	int64		from_ts = presence_seconds_arg(fcinfo, 1, "from_ts");
+	int64		to_ts = presence_seconds_arg(fcinfo, 2, "to_ts");
 
 	values[0] = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));
 	if (to_ts < from_ts)

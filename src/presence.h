@@ -192,6 +192,8 @@ extern char *presence_text_arg(FunctionCallInfo fcinfo, int argno,
 							   int max_bytes);
 extern char *presence_topic_arg(FunctionCallInfo fcinfo, int argno);
 extern int32 presence_fd_arg(FunctionCallInfo fcinfo, int argno);
+extern int64 presence_seconds_arg(FunctionCallInfo fcinfo, int argno,
+								  const char *argname);
 extern const char *presence_kind_violation(const char *kind,
 										   const char *agent_id);
 extern bool presence_state_is_valid(const char *state);
