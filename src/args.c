@@ -93,6 +93,23 @@ presence_state_is_valid(const char *state)
 }
 
 /*
+ * The rules of tep_presence's CHECK (presence_entry_is_valid), for a row
+ * written without the executor: ERROR as ExecConstraints would report the
+ * CHECK failing, or 22023 for a row whose diffs could not be sent.
+ */
+void
+presence_check_entry_rules(const PresenceEntry *entry, const char *relname)
+{
+	if (presence_kind_violation(entry->kind, entry->agent_id) != NULL ||
+		!presence_state_is_valid(entry->status_state))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("new row for relation \"%s\" violates check constraint \"%s\"",
+						relname, "tep_presence_entry_check")));
+	presence_check_diff_fits(entry);
+}
+
+/*
  * Epoch seconds of the transaction's start: since_ts and the sweep's "now".
  */
 int64

@@ -238,6 +238,7 @@ presence_track(PG_FUNCTION_ARGS)
 	Datum		values[11];
 	char		nulls[11];		/* SPI's ' ' / 'n' flags, not a string */
 	const char *violation;
+	int			inserted;
 	bool		added;
 
 	entry.topic = presence_topic_arg(fcinfo, 0);
@@ -286,38 +287,45 @@ presence_track(PG_FUNCTION_ARGS)
 	values[10] = ObjectIdGetDatum(presence_caller());
 
 	presence_spi_connect();
-	if (presence_use_worker(entry.worker_id))
+	if (!presence_use_worker(entry.worker_id))
+		added = track_registering(entry.worker_id, values, nulls);
+	else if ((inserted = presence_insert_row(&entry, values[9])) >= 0)
+		added = inserted > 0;
+	else
 		added = presence_change_one(PRESENCE_DIFF_JOIN, &track_query, values,
 									nulls);
-	else
-		added = track_registering(entry.worker_id, values, nulls);
 	SPI_finish();
 	PG_RETURN_BOOL(added);
 }
 
 /*
- * Change one (topic, worker, fd) entry with a query whose first three
- * parameters are those, emitting a diff of the given kind, if the caller
- * may act on the worker.
+ * Change one (topic, worker, fd) entry, emitting a diff of the given kind,
+ * if the caller may act on the worker: without the executor where the
+ * table allows (row.c), else with `query`, whose parameters are the key
+ * then set's values.  set is NULL for a leave.
  */
 static bool
 change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
-			 const char *worker_id, int32 fd, Datum *extra, int nextra)
+			 const char *worker_id, int32 fd, const PresenceRowSet *set)
 {
+	PresenceRowKey key = {topic, worker_id, fd};
 	Datum		values[6];
-	bool		changed;
-
-	values[0] = CStringGetTextDatum(topic);
-	values[1] = CStringGetTextDatum(worker_id);
-	values[2] = Int32GetDatum(fd);
-	for (int i = 0; i < nextra; i++)
-		values[3 + i] = extra[i];
+	int			changed;
 
 	presence_spi_connect();
 	(void) presence_use_worker(worker_id);
-	changed = presence_change_one(kind, query, values, NULL);
+	changed = presence_change_row(kind, &key, set);
+	if (changed < 0)
+	{
+		values[0] = CStringGetTextDatum(topic);
+		values[1] = CStringGetTextDatum(worker_id);
+		values[2] = Int32GetDatum(fd);
+		for (int i = 0; set != NULL && i < set->ncolumns; i++)
+			values[3 + i] = set->values[i];
+		changed = presence_change_one(kind, query, values, NULL);
+	}
 	SPI_finish();
-	return changed;
+	return changed > 0;
 }
 
 /*
@@ -332,7 +340,7 @@ presence_untrack(PG_FUNCTION_ARGS)
 
 	presence_leaving_because(PRESENCE_LEFT_UNTRACK);
 	PG_RETURN_BOOL(change_entry(PRESENCE_DIFF_LEAVE, &untrack_query, topic,
-								worker_id, fd, NULL, 0));
+								worker_id, fd, NULL));
 }
 
 /*
@@ -471,6 +479,24 @@ presence_count_agents_global(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The status columns' new values (palloc'd; set_status_query's $4-$6).
+ */
+static PresenceRowSet *
+status_set(const char *state, const char *note, int64 until_ts)
+{
+	PresenceRowSet *set = palloc(sizeof(PresenceRowSet));
+
+	set->ncolumns = 3;
+	set->attnums[0] = PRESENCE_ATTNUM_STATUS_STATE;
+	set->attnums[1] = PRESENCE_ATTNUM_STATUS_NOTE;
+	set->attnums[2] = PRESENCE_ATTNUM_STATUS_UNTIL;
+	set->values[0] = CStringGetTextDatum(state);
+	set->values[1] = CStringGetTextDatum(note);
+	set->values[2] = Int64GetDatum(until_ts);
+	return set;
+}
+
+/*
  * presence_set_status(topic, fd, state, note, until_ts, worker_id): a
  * deliberate write, so the same status again still emits a diff.
  */
@@ -485,7 +511,6 @@ presence_set_status(PG_FUNCTION_ARGS)
 										 PRESENCE_MAX_NOTE_BYTES);
 	int64		until_ts;
 	char	   *worker_id = presence_worker_arg(fcinfo, 5);
-	Datum		extra[3];
 
 	if (!presence_state_is_valid(state))
 		ereport(ERROR,
@@ -494,11 +519,9 @@ presence_set_status(PG_FUNCTION_ARGS)
 						state)));
 	until_ts = presence_seconds_arg(fcinfo, 4, "until_ts");
 
-	extra[0] = CStringGetTextDatum(state);
-	extra[1] = CStringGetTextDatum(note);
-	extra[2] = Int64GetDatum(until_ts);
 	PG_RETURN_BOOL(change_entry(PRESENCE_DIFF_STATUS, &set_status_query,
-								topic, worker_id, fd, extra, 3));
+								topic, worker_id, fd,
+								status_set(state, note, until_ts)));
 }
 
 /*
@@ -510,13 +533,10 @@ presence_clear_status(PG_FUNCTION_ARGS)
 	char	   *topic = presence_topic_arg(fcinfo, 0);
 	int32		fd = presence_fd_arg(fcinfo, 1);
 	char	   *worker_id = presence_worker_arg(fcinfo, 2);
-	Datum		extra[3];
 
-	extra[0] = CStringGetTextDatum("available");
-	extra[1] = CStringGetTextDatum("");
-	extra[2] = Int64GetDatum(0);
 	PG_RETURN_BOOL(change_entry(PRESENCE_DIFF_STATUS, &set_status_query,
-								topic, worker_id, fd, extra, 3));
+								topic, worker_id, fd,
+								status_set("available", "", 0)));
 }
 
 /*
@@ -531,13 +551,13 @@ presence_set_meta(PG_FUNCTION_ARGS)
 	char	   *topic = presence_topic_arg(fcinfo, 0);
 	int32		fd = presence_fd_arg(fcinfo, 1);
 	char	   *worker_id;
-	Datum		meta;
+	PresenceRowSet set = {1, {PRESENCE_ATTNUM_META}};
 
 	(void) presence_meta_arg(fcinfo, 2);
-	meta = PG_GETARG_DATUM(2);
+	set.values[0] = PG_GETARG_DATUM(2);
 	worker_id = presence_worker_arg(fcinfo, 3);
 	PG_RETURN_BOOL(change_entry(PRESENCE_DIFF_STATUS, &set_meta_query,
-								topic, worker_id, fd, &meta, 1));
+								topic, worker_id, fd, &set));
 }
 
 /*

@@ -10,6 +10,7 @@
  *	 notify_guard.c  its watch on the NOTIFY queue (stalled listeners)
  *	 entry.c      SQL functions of Tep's surface (track, status, lists...)
  *	 liveness.c   SQL functions of workers, and pruning the dead
+ *	 row.c        one entry changed without the executor (the hot path)
  *	 change.c     the change engine: pending diffs, commit-time seqs,
  *	              batches
  *	 history.c    1.1: meta's checks, the session history (written for
@@ -184,6 +185,7 @@ extern void presence_finish_diff(StringInfo payload, const char *text,
 								 int len, int seq_at, int json_at, int64 seq,
 								 const char *epoch, const char *signing_key);
 extern void presence_check_diff_fits(const PresenceEntry *entry);
+
 extern void presence_topic_channel(const char *topic, char *channel);
 
 /* args.c */
@@ -197,6 +199,8 @@ extern int64 presence_seconds_arg(FunctionCallInfo fcinfo, int argno,
 extern const char *presence_kind_violation(const char *kind,
 										   const char *agent_id);
 extern bool presence_state_is_valid(const char *state);
+extern void presence_check_entry_rules(const PresenceEntry *entry,
+									   const char *relname);
 extern int64 presence_now_s(void);
 extern const char *presence_connection_worker(void);
 extern bool presence_is_connection_worker(const char *worker_id);
@@ -222,6 +226,30 @@ extern int	presence_change_batch(PresenceDiffKind kind,
 								  Datum *values, const char *nulls,
 								  int nvalues, int limit, bool *more);
 extern int	presence_drop_entries(const char *worker_id, int32 fd);
+
+/* row.c: one entry's key, and the columns an update gives new values. */
+typedef struct PresenceRowKey
+{
+	const char *topic;
+	const char *worker_id;
+	int32		fd;
+} PresenceRowKey;
+
+typedef struct PresenceRowSet
+{
+	int			ncolumns;
+	AttrNumber	attnums[3];		/* tep_presence's, in table order */
+	Datum		values[3];
+} PresenceRowSet;
+
+#define PRESENCE_ATTNUM_STATUS_STATE 8
+#define PRESENCE_ATTNUM_STATUS_NOTE 9
+#define PRESENCE_ATTNUM_STATUS_UNTIL 10
+#define PRESENCE_ATTNUM_META 11
+
+extern int	presence_change_row(PresenceDiffKind kind, const PresenceRowKey *key,
+								const PresenceRowSet *set);
+extern int	presence_insert_row(const PresenceEntry *entry, Datum meta);
 
 /* entry.c */
 extern int	presence_sweep_batch(int limit, bool skip_locked, bool *more);
