@@ -9,9 +9,9 @@
  * where plain SQL would (the same entry), never deadlock among themselves,
  * and an open transaction holds up nobody else's topic.
  *
- * At pre-commit the transaction takes the database's presence commit lock
- * (one lock, so no order to get wrong), reads each of its topics' last seq
- * as committed, gives its diffs the next seqs in statement order, stores
+ * At pre-commit the transaction takes the commit lock (NOTIFY's own; one
+ * lock, so no order to get wrong), reads each of its topics' last seq as
+ * committed, gives its diffs the next seqs in statement order, stores
  * the new seqs and queues the diffs with NOTIFY (on presence.channel, the
  * topic's own channel or both: presence.delivery).  The lock is held until
  * the commit has ended, and PreCommit_Notify, which runs right after, puts
@@ -28,24 +28,18 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "miscadmin.h"
 #include "storage/itemptr.h"
-#include "storage/lock.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-
-/*
- * The commit lock is an advisory-type lock with this objsubid in pg_locks;
- * SQL's pg_advisory_lock uses 1 and 2, so an application's own keys never
- * collide with it.
- */
-#define PRESENCE_COMMIT_LOCK_SUBID 0x7073
 
 /* A topic with diffs in this transaction. */
 typedef struct PendingTopic
@@ -295,15 +289,12 @@ seq_table_index(Relation rel)
 
 /*
  * Give every pending diff its seq, the epoch and its signature and queue it
- * with NOTIFY, then store the topics' new seqs.  Runs at pre-commit, under
- * the commit lock.
+ * with NOTIFY, then store the topics' new seqs in `rel` (presence_topic_seq,
+ * `index` its key).  Runs at pre-commit, under the commit lock.
  */
 static void
-sequence_and_send(void)
+sequence_and_send(Relation rel, Relation index)
 {
-	Relation	rel = table_open(presence_table(PRESENCE_SEQS),
-								 RowExclusiveLock);
-	Relation	index = index_open(seq_table_index(rel), RowExclusiveLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	const char *epoch = presence_current_epoch();
 	StringInfoData payload;
@@ -342,20 +333,39 @@ sequence_and_send(void)
 	}
 
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
 }
 
 /*
- * Take the commit lock; held until the transaction has ended.
+ * Take the commit lock, held until the transaction has ended: NOTIFY's own
+ * (async.c's PreCommit_Notify takes this lock on "database 0" to put the
+ * notifications in the queue in commit order).  Taking it here covers both
+ * the seqs and the queue insertion that follows with one lock, and
+ * PreCommit_Notify then finds it held: one hand-over of a contended lock
+ * per commit instead of two.  It is cluster-wide, as NOTIFY's is anyway.
  */
 static void
 lock_presence_commits(void)
 {
-	LOCKTAG		tag;
+	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
+}
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, PRESENCE_COMMIT_LOCK_SUBID);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+/*
+ * The commit step: the seq table is opened before the commit lock is
+ * taken, so that a transaction holding it exclusively (one that drops the
+ * extension, say), which would wait for the commit lock to NOTIFY, is
+ * never waited for under it.
+ */
+static void
+commit_diffs(void)
+{
+	Relation	rel = table_open(presence_table(PRESENCE_SEQS),
+								 RowExclusiveLock);
+	Relation	index = index_open(seq_table_index(rel), RowExclusiveLock);
+
+	lock_presence_commits();
+	sequence_and_send(rel, index);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
 }
 
 static void
@@ -372,8 +382,7 @@ presence_xact_callback(XactEvent event, void *arg)
 				forget_pending();
 				break;
 			}
-			lock_presence_commits();
-			sequence_and_send();
+			commit_diffs();
 			break;
 		case XACT_EVENT_PRE_PREPARE:
 			if (npending > 0)
