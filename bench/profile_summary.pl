@@ -17,13 +17,18 @@ sub flush_sample {
 	my @syms = map { $_->[1] } @stack;
 	my $op = 'outside the functions';
 	for my $s (@syms) {
-		if ($s =~ /^(presence_\w+)$/ && $s !~ /^presence_(execute|change_one|change_locked|plan|text_arg|notify|encode_diff|check_diff_fits|entry_from_tuple|append_entry_fields|worker_arg|is_connection_worker|now_s)$/) {
+		if ($s =~ /^(presence_\w+)$/ && $s !~ /^presence_(execute|change_one|change_locked|change_row|insert_row|plan|text_arg|notify|encode_diff|check_diff_fits|entry_from_tuple|append_entry_fields|worker_arg|is_connection_worker|now_s|record_diff|finish_diff|find_by_key|use_worker|spi_connect|table|topic_arg|fd_arg|meta_arg|caller|history_record|current_epoch|check_entry_rules)$/) {
 			$op = $1;
 		}
 	}
 	my %has = map { $_ => 1 } @syms;
 	my $cat;
 	my @rules = (
+		[ 'XLogInsert'                => 'WAL (XLogInsert)' ],
+		[ 'XLogFlush'                 => 'WAL (XLogFlush)' ],
+		[ 'PreCommit_Notify'          => 'NOTIFY: queue insert at commit (PreCommit_Notify)' ],
+		[ 'AtCommit_Notify'           => 'NOTIFY: signalling listeners (AtCommit_Notify)' ],
+		[ 'LockSharedObject'          => 'commit lock (NOTIFY\'s, taken for the seqs)' ],
 		[ 'ExecConstraints'           => 'CHECK constraints (ExecConstraints: re-parsed per statement)' ],
 		[ 'ExecCheckIndexConstraints' => 'ON CONFLICT arbiter probe (ExecCheckIndexConstraints)' ],
 		[ 'ExecInsertIndexTuples'     => 'index inserts' ],
@@ -32,6 +37,7 @@ sub flush_sample {
 		[ 'standard_ExecutorStart'    => 'executor start (ExecInitNode...)' ],
 		[ 'standard_ExecutorEnd'      => 'executor end' ],
 		[ 'standard_ExecutorFinish'   => 'executor finish (CTE / AFTER)' ],
+		[ 'presence_xact_callback'    => 'seqs at commit (seq row read and update, diffs finished)' ],
 		[ 'index_getnext_slot'        => 'index scans' ],
 		[ 'heap_insert'               => 'heap insert' ],
 		[ 'heap_update'               => 'heap update' ],
@@ -39,11 +45,11 @@ sub flush_sample {
 		[ 'heap_lock_tuple'           => 'row lock (ON CONFLICT DO UPDATE)' ],
 		[ 'SPI_connect'               => 'SPI connect/finish' ],
 		[ 'SPI_finish'                => 'SPI connect/finish' ],
-		[ 'escape_json'               => 'diff encoding' ],
-		[ 'presence_encode_diff'      => 'diff encoding' ],
+		[ 'escape_json'               => 'diff encoding (JSON)' ],
+		[ 'presence_encode_diff'      => 'diff encoding (JSON)' ],
 		[ 'presence_check_diff_fits'  => 'diff size pre-check' ],
-		[ 'Async_Notify'              => 'Async_Notify (queue in xact)' ],
-		[ 'CommitTransactionCommand'  => 'commit (incl. NOTIFY queue insert under the global lock)' ],
+		[ 'Async_Notify'              => 'NOTIFY: Async_Notify (queue in xact)' ],
+		[ 'CommitTransactionCommand'  => 'commit (the rest)' ],
 		[ 'StartTransactionCommand'   => 'transaction start' ],
 		[ 'ProcessGUCArray'           => 'SET search_path of SECURITY DEFINER' ],
 		[ 'AtEOXact_GUC'              => 'SET search_path of SECURITY DEFINER' ],

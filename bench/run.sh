@@ -11,7 +11,7 @@
 # figures and stops the cluster on exit.  Raw results go to bench/out/:
 # write.tsv, reads.tsv, sweep.tsv, prune.tsv, history-stmt.tsv, delivery-*.txt, plans-*.txt,
 # the pgbench outputs, results.md (the tables of BENCHMARKS.md) and
-# summary.txt.  About 14 minutes with the defaults.
+# summary.txt.  About 25 minutes with the defaults.
 #
 # Knobs (environment): BENCH_SECONDS (10, per pgbench write run),
 # BENCH_ROUNDS (5, main write comparison), BENCH_EXTRA_ROUNDS (3, growth,
