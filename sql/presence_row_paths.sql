@@ -75,6 +75,15 @@ SELECT presence_track('rp', 5, 'u', worker_id => 'rp-w') AS first,
        presence_untrack('rp', 5, 'rp-w') AS left,
        presence_untrack('rp', 5, 'rp-w') AS left_again;
 
+-- SERIALIZABLE transactions keep the statements (the speculative insert
+-- without the executor crashed there on PostgreSQL 19).
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT presence_track('rp', 6, 'u', worker_id => 'rp-w') AS tracked,
+       presence_track('rp', 6, 'u', worker_id => 'rp-w') AS again,
+       presence_set_status('rp', 6, 'busy', '', 0, 'rp-w') AS status,
+       presence_untrack('rp', 6, 'rp-w') AS left;
+COMMIT;
+
 DROP TABLE regress_row_log;
 DROP FUNCTION regress_row_log();
 DELETE FROM tep_presence;

@@ -18,7 +18,7 @@
  * That holds only for tep_presence as the extension made it: no trigger of
  * the change (foreign keys' included), no row security, no CHECK but its
  * own, no column of the application's, and the privileges the statement
- * would need.  Otherwise presence_change_row and presence_insert_row say
+ * would need; and not in SERIALIZABLE transactions.  Otherwise presence_change_row and presence_insert_row say
  * so, and the caller runs its statement, which honours whatever the table
  * has.
  */
@@ -328,7 +328,10 @@ delete_entry(Relation rel, Snapshot snapshot, CommandId cid,
  * Whether the caller's statement (cmd) may be replaced here: a plain
  * table, its primary key (opened into *index), and the privileges the
  * statement would check (the functions' owner's; it normally has them,
- * and else the statement reports the missing one).
+ * and else the statement reports the missing one).  SERIALIZABLE
+ * transactions keep the statements, whose predicate locks and conflict
+ * checks are the executor's (on PostgreSQL 19 the speculative insert
+ * here crashed under SERIALIZABLE; the cause was not found).
  */
 static bool
 may_change_here(Relation rel, CmdType cmd, Relation *index)
@@ -337,7 +340,7 @@ may_change_here(Relation rel, CmdType cmd, Relation *index)
 		ACL_SELECT | (cmd == CMD_DELETE ? ACL_DELETE : ACL_UPDATE);
 
 	*index = NULL;
-	if (!table_is_plain(rel, cmd) ||
+	if (IsolationIsSerializable() || !table_is_plain(rel, cmd) ||
 		pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), needed) != ACLCHECK_OK)
 		return false;
 	*index = open_entry_key(rel);
