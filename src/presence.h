@@ -30,6 +30,7 @@
 
 #include "postgres.h"
 
+#include "access/skey.h"
 #include "executor/spi.h"
 #include "nodes/parsenodes.h"
 #include "executor/tuptable.h"
@@ -145,6 +146,9 @@ extern Oid	presence_table(PresenceTable which);
 extern AttrNumber presence_worker_owner_attnum(void);
 extern bool presence_find_by_key(Relation rel, Relation index, const char *key,
 								 Snapshot snapshot, TupleTableSlot *slot);
+extern bool presence_find_by_scan_keys(Relation rel, Relation index,
+									   ScanKey keys, int nkeys,
+									   Snapshot snapshot, TupleTableSlot *slot);
 extern void presence_spi_connect(void);
 extern int	presence_execute(PresenceQuery *query, Datum *values,
 							 const char *nulls, bool read_only, long count);

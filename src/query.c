@@ -201,14 +201,26 @@ presence_find_by_key(Relation rel, Relation index, const char *key,
 					 Snapshot snapshot, TupleTableSlot *slot)
 {
 	ScanKeyData scan_key;
-	IndexScanDesc scan;
-	bool		found;
 
 	ScanKeyEntryInitialize(&scan_key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   CStringGetTextDatum(key));
-	scan = presence_index_beginscan(rel, index, snapshot, 1, 0);
-	index_rescan(scan, &scan_key, 1, NULL, 0);
+	return presence_find_by_scan_keys(rel, index, &scan_key, 1, snapshot,
+									  slot);
+}
+
+/*
+ * The first row `index` finds for the equality `keys`, into `slot`.
+ */
+bool
+presence_find_by_scan_keys(Relation rel, Relation index, ScanKey keys,
+						   int nkeys, Snapshot snapshot, TupleTableSlot *slot)
+{
+	IndexScanDesc scan;
+	bool		found;
+
+	scan = presence_index_beginscan(rel, index, snapshot, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
 	return found;

@@ -135,8 +135,6 @@ find_entry(Relation rel, Relation index, Snapshot snapshot,
 		   const PresenceRowKey *key, TupleTableSlot *slot)
 {
 	ScanKeyData keys[3];
-	IndexScanDesc scan;
-	bool		found;
 
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
@@ -146,11 +144,7 @@ find_entry(Relation rel, Relation index, Snapshot snapshot,
 						   CStringGetTextDatum(key->worker_id));
 	ScanKeyEntryInitialize(&keys[2], 0, 3, BTEqualStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT4EQ, Int32GetDatum(key->fd));
-	scan = presence_index_beginscan(rel, index, snapshot, 3, 0);
-	index_rescan(scan, keys, 3, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	return found;
+	return presence_find_by_scan_keys(rel, index, keys, 3, snapshot, slot);
 }
 
 /*
