@@ -17,10 +17,28 @@
 -- resolves worker_id on the proxy (PL/Proxy would pass a NULL on, and the
 -- shard would make a worker bound to PL/Proxy's pooled connection).
 --
+-- Identity: nothing here is SECURITY DEFINER.  Every function runs as its
+-- caller, so PL/Proxy connects to the shards as the calling role (its user
+-- mapping, or the PUBLIC one, with user=<current_user> appended when the
+-- partition's connection string names no user), and the shard checks that
+-- role's ownership of workers exactly as on one server.  The proxy holds
+-- no privilege of its own: an app role is granted EXECUTE on the public
+-- functions and USAGE on schema presence_proxy and its functions (README,
+-- "More than one server").
+--
+-- The pattern every function follows (a new one too):
+--   * SET search_path = pg_catalog, pg_temp (pg_temp last: no temp type,
+--     domain or table is found before the catalog's), except the PL/Proxy
+--     functions, whose bodies name only presence_proxy.* objects;
+--   * every function, table and non-keyword type in a body schema-qualified
+--     (pg_catalog.count, pg_catalog.pg_foreign_server, pg_catalog.text);
+--   * no SECURITY DEFINER: that would make PL/Proxy connect as the owner.
 -- To mirror a new presence function: a PL/Proxy function in presence_proxy
 -- (RUN ON presence_proxy.topic_hash(topic); for a worker-wide one, RUN ON
 -- shard and presence_proxy.sum_on_shards) and a public wrapper with
--- presence's signature; see docs/scaling.md, "Adding a function".
+-- presence's signature, its body
+--   AS $$ SELECT presence_proxy.f(topic, ..., presence_proxy.worker(worker_id)) $$
+-- with the SET clause above; see docs/scaling.md, "Adding a function".
 
 \echo Use "CREATE EXTENSION presence_proxy" to load this file. \quit
 
@@ -63,11 +81,12 @@ CREATE TYPE presence_history AS (
 -- 'presence', by N.
 CREATE FUNCTION presence_proxy.partitions(OUT shard integer, OUT connstr text)
 RETURNS SETOF record
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
+LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT substr(o, 11, strpos(o, '=') - 11)::integer,
-           substr(o, strpos(o, '=') + 1)
-      FROM pg_foreign_server s, unnest(s.srvoptions) AS o
+    SELECT pg_catalog.substr(o, 11, pg_catalog.strpos(o, '=') - 11)::integer,
+           pg_catalog.substr(o, pg_catalog.strpos(o, '=') + 1)
+      FROM pg_catalog.pg_foreign_server s, pg_catalog.unnest(s.srvoptions) AS o
      WHERE s.srvname = 'presence' AND o LIKE 'partition\_%=%'
      ORDER BY 1
 $$;
@@ -77,32 +96,34 @@ $$;
 CREATE FUNCTION presence_proxy.topic_hash(topic text)
 RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT pg_catalog.hashtext(coalesce(topic, '')) $$;
 
 -- The partition a topic is on, as PL/Proxy computes it: hash & (n - 1), or
 -- abs(hash % n) with the cluster option modular_mapping '1'.
 CREATE FUNCTION presence_proxy.shard_of(topic text)
 RETURNS integer
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog
+LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n integer;
     modular boolean;
     h integer := presence_proxy.topic_hash(topic);
 BEGIN
-    SELECT count(*) INTO n FROM presence_proxy.partitions();
+    SELECT pg_catalog.count(*) INTO n FROM presence_proxy.partitions();
     IF n = 0 THEN
         RAISE EXCEPTION 'presence_proxy: no shards configured'
               USING ERRCODE = 'undefined_object',
                     HINT = 'CREATE SERVER presence FOREIGN DATA WRAPPER plproxy OPTIONS (partition_0 ''...'', ...)';
     END IF;
-    SELECT coalesce(bool_or(o IN ('modular_mapping=1', 'modular_mapping=on',
+    SELECT coalesce(pg_catalog.bool_or(o IN ('modular_mapping=1', 'modular_mapping=on',
                                   'modular_mapping=true')), false)
       INTO modular
-      FROM pg_foreign_server s, unnest(s.srvoptions) AS o
+      FROM pg_catalog.pg_foreign_server s, pg_catalog.unnest(s.srvoptions) AS o
      WHERE s.srvname = 'presence';
     IF modular THEN
-        RETURN abs(h % n);
+        RETURN pg_catalog.abs(h % n);
     END IF;
     RETURN h & (n - 1);
 END
@@ -112,7 +133,8 @@ $$;
 -- topic, where a gateway LISTENs for its diffs.
 CREATE FUNCTION presence_shard(topic text)
 RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog
+LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF topic IS NULL THEN
@@ -127,7 +149,8 @@ $$;
 -- presence_shards(): every shard, for a gateway that listens on all.
 CREATE FUNCTION presence_shards(OUT shard integer, OUT connstr text)
 RETURNS SETOF record
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
+LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM presence_proxy.partitions() $$;
 
 -- The worker a call acts for: worker_id, else this proxy session's
@@ -138,10 +161,11 @@ AS $$ SELECT * FROM presence_proxy.partitions() $$;
 CREATE FUNCTION presence_proxy.worker(worker_id text)
 RETURNS text
 LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    w text := coalesce(worker_id,
-                       nullif(current_setting('presence.worker_id', true), ''));
+    w pg_catalog.text := coalesce(worker_id,
+                       nullif(pg_catalog.current_setting('presence.worker_id', true), ''));
 BEGIN
     IF w IS NULL THEN
         RAISE EXCEPTION 'worker_id is NULL and presence.worker_id is not set: connection-bound workers cannot work through presence_proxy'
@@ -373,7 +397,8 @@ $$;
 CREATE FUNCTION presence_proxy.not_reached(state text, message text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE
-AS $$ SELECT left(state, 2) IN ('08', '57')
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.left(state, 2) IN ('08', '57')
           OR (state = 'XX000' AND message LIKE 'PL/Proxy function %') $$;
 
 -- call, run on every shard with $1 the shard and $2 args: the sum of its
@@ -384,13 +409,14 @@ CREATE FUNCTION presence_proxy.sum_on_shards(caller text, call text,
                                              args text[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p record;
     n integer;
     total integer := 0;
     reached boolean := false;
-    err text;
+    err pg_catalog.text;
 BEGIN
     FOR p IN SELECT * FROM presence_proxy.partitions() LOOP
         BEGIN
@@ -415,40 +441,38 @@ $$;
 
 -- The public API: presence's names, signatures and defaults ---------------
 --
--- SECURITY DEFINER, as presence's own: an app role needs EXECUTE on these
--- only.  PL/Proxy then connects to the shards as the extension's owner's
--- user mapping (or the user= of the partition's connection string): every
--- call arrives on the shards as that one role.
+-- Each runs as its caller (see the top of this file): PL/Proxy reaches the
+-- shards as the calling role, and the shards check what that role may do.
 
 CREATE FUNCTION presence_track(topic text, fd integer, principal_id text,
                                kind text DEFAULT 'human',
                                agent_id text DEFAULT '',
                                worker_id text DEFAULT NULL,
                                meta jsonb DEFAULT '{}')
-RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS boolean LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.track(topic, fd, principal_id, kind, agent_id,
                                   presence_proxy.worker(worker_id), meta) $$;
 
 CREATE FUNCTION presence_set_meta(topic text, fd integer, meta jsonb,
                                   worker_id text DEFAULT NULL)
-RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS boolean LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.set_meta(topic, fd, meta,
                                      presence_proxy.worker(worker_id)) $$;
 
 CREATE FUNCTION presence_history(topic text, from_ts bigint, to_ts bigint)
-RETURNS SETOF presence_history LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS SETOF presence_history LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM presence_proxy.history(topic, from_ts, to_ts) $$;
 
 -- A principal's last second seen: in one topic, on its shard; anywhere,
 -- the greatest of the shards' (NULL where none has seen it).
 CREATE FUNCTION presence_last_seen(principal_id text, topic text DEFAULT NULL)
-RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS bigint LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT CASE WHEN topic IS NULL
-                  THEN (SELECT max(s) FROM presence_proxy.last_seen_anywhere(principal_id) s)
+                  THEN (SELECT pg_catalog.max(s) FROM presence_proxy.last_seen_anywhere(principal_id) s)
                   ELSE presence_proxy.last_seen_in(principal_id, topic) END $$;
 
 CREATE FUNCTION presence_principals(topic text,
@@ -459,127 +483,127 @@ CREATE FUNCTION presence_principals(topic text,
                                     OUT state text,
                                     OUT since bigint,
                                     OUT meta jsonb)
-RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS SETOF record LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM presence_proxy.principals(topic) $$;
 
 CREATE FUNCTION presence_count_principals(topic text)
-RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS bigint LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.count_principals(topic) $$;
 
 CREATE FUNCTION presence_history_maintain()
-RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS integer LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.sum_on_shards('presence_history_maintain',
                'SELECT presence_proxy.history_maintain_on($1)', '{}') $$;
 
 CREATE FUNCTION presence_untrack(topic text, fd integer,
                                  worker_id text DEFAULT NULL)
-RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS boolean LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.untrack(topic, fd,
                                     presence_proxy.worker(worker_id)) $$;
 
 CREATE FUNCTION presence_untrack_by_fd(fd integer,
                                        worker_id text DEFAULT NULL)
-RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS integer LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.sum_on_shards('presence_untrack_by_fd',
-               'SELECT presence_proxy.untrack_by_fd_on($1, $2[1]::integer, $2[2])',
+               'SELECT presence_proxy.untrack_by_fd_on($1, $2[1]::pg_catalog.int4, $2[2])',
                ARRAY[fd::text, presence_proxy.worker(worker_id)]) $$;
 
 CREATE FUNCTION presence_list(topic text, worker_id text DEFAULT NULL)
-RETURNS SETOF tep_presence LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS SETOF tep_presence LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM presence_proxy.list(topic, presence_proxy.worker(worker_id)) $$;
 
 CREATE FUNCTION presence_list_global(topic text)
-RETURNS SETOF tep_presence LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS SETOF tep_presence LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM presence_proxy.list_global(topic) $$;
 
 CREATE FUNCTION presence_count(topic text, worker_id text DEFAULT NULL)
-RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS bigint LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.count(topic, presence_proxy.worker(worker_id)) $$;
 
 CREATE FUNCTION presence_count_humans(topic text, worker_id text DEFAULT NULL)
-RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS bigint LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.count_humans(topic, presence_proxy.worker(worker_id)) $$;
 
 CREATE FUNCTION presence_count_agents(topic text, worker_id text DEFAULT NULL)
-RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS bigint LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.count_agents(topic, presence_proxy.worker(worker_id)) $$;
 
 CREATE FUNCTION presence_count_global(topic text)
-RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS bigint LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.count_global(topic) $$;
 
 CREATE FUNCTION presence_count_humans_global(topic text)
-RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS bigint LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.count_humans_global(topic) $$;
 
 CREATE FUNCTION presence_count_agents_global(topic text)
-RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS bigint LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.count_agents_global(topic) $$;
 
 CREATE FUNCTION presence_set_status(topic text, fd integer, state text,
                                     note text DEFAULT '',
                                     until_ts bigint DEFAULT 0,
                                     worker_id text DEFAULT NULL)
-RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS boolean LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.set_status(topic, fd, state, note, until_ts,
                                        presence_proxy.worker(worker_id)) $$;
 
 CREATE FUNCTION presence_clear_status(topic text, fd integer,
                                       worker_id text DEFAULT NULL)
-RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS boolean LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.clear_status(topic, fd,
                                          presence_proxy.worker(worker_id)) $$;
 
 CREATE FUNCTION presence_find_entry(topic text, fd integer,
                                     worker_id text DEFAULT NULL)
-RETURNS tep_presence LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS tep_presence LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM presence_proxy.find_entry(topic, fd,
                                               presence_proxy.worker(worker_id)) $$;
 
 CREATE FUNCTION presence_sweep_expired_status()
-RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS integer LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.sum_on_shards('presence_sweep_expired_status',
                'SELECT presence_proxy.sweep_expired_status_on($1)', '{}') $$;
 
 CREATE FUNCTION presence_clear(worker_id text DEFAULT NULL)
-RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS integer LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.sum_on_shards('presence_clear',
                'SELECT presence_proxy.clear_on($1, $2[1])',
                ARRAY[presence_proxy.worker(worker_id)]) $$;
 
 CREATE FUNCTION presence_diff_topic(topic text)
-RETURNS text LANGUAGE sql IMMUTABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS text LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.diff_topic(topic) $$;
 
 CREATE FUNCTION presence_snapshot(topic text)
-RETURNS json LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS json LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.snapshot(topic) $$;
 
 -- Each shard has its own epoch (its own history of seqs), so the proxy has
 -- none to give: a topic's is in its snapshot, from the topic's shard.
 CREATE FUNCTION presence_epoch()
-RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS text LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RAISE EXCEPTION 'presence_epoch() has no single answer through presence_proxy: each shard has its own epoch'
@@ -589,8 +613,8 @@ END
 $$;
 
 CREATE FUNCTION presence_channel(topic text)
-RETURNS text LANGUAGE sql IMMUTABLE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS text LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.channel(topic) $$;
 
 -- Workers -----------------------------------------------------------------
@@ -601,8 +625,8 @@ AS $$ SELECT presence_proxy.channel(topic) $$;
 -- both are refused.
 CREATE FUNCTION presence_worker_start(worker_id text DEFAULT NULL,
                                       lease interval DEFAULT NULL)
-RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS text LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF worker_id IS NULL OR lease IS NULL THEN
@@ -624,11 +648,11 @@ $$;
 -- that cannot be reached is a WARNING: its lease stands or lapses there on
 -- its own.  Unknown on every shard reached is presence's error.
 CREATE FUNCTION presence_heartbeat(worker_id text DEFAULT NULL)
-RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS boolean LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    w text := presence_proxy.worker(worker_id);
+    w pg_catalog.text := presence_proxy.worker(worker_id);
     p record;
     alive boolean := true;
     known integer := 0;
@@ -663,11 +687,11 @@ $$;
 -- A shard that cannot be reached is a WARNING: the lease ends the worker
 -- there.  An explicit id unknown on every shard is presence's error.
 CREATE FUNCTION presence_worker_stop(worker_id text DEFAULT NULL)
-RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS integer LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    w text := presence_proxy.worker(worker_id);
+    w pg_catalog.text := presence_proxy.worker(worker_id);
     p record;
     dropped integer := 0;
     known integer := 0;
@@ -693,7 +717,7 @@ BEGIN
         RAISE EXCEPTION 'worker_id "%" is not registered', w
               USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF current_setting('presence.worker_id', true) = w THEN
+    IF pg_catalog.current_setting('presence.worker_id', true) = w THEN
         PERFORM pg_catalog.set_config('presence.worker_id', '', false);
     END IF;
     RETURN dropped;
@@ -701,8 +725,8 @@ END
 $$;
 
 CREATE FUNCTION presence_prune_dead_workers()
-RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog
+RETURNS integer LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT presence_proxy.sum_on_shards('presence_prune_dead_workers',
                'SELECT presence_proxy.prune_dead_workers_on($1)', '{}') $$;
 

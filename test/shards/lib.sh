@@ -28,7 +28,7 @@ shard_dir() { echo "$SHARDS_DIR/shard$1"; }
 shard_sock() { echo "$(shard_dir "$1")/sock"; }
 
 # shard_connstr I DB: the libpq string the proxy reaches shard I with.
-shard_connstr() { echo "host=$(shard_sock "$1") port=$(shard_port "$1") dbname=$2 user=postgres"; }
+shard_connstr() { echo "host=$(shard_sock "$1") port=$(shard_port "$1") dbname=$2"; }
 
 # shards_start DIR BASEPORT NSHARDS [postgresql.conf line...] (for shards)
 shards_start() {

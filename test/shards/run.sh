@@ -148,12 +148,13 @@ rolled=$(proxy_psql -Atq -d proxy_api -c "BEGIN" \
 check "a rolled-back proxy transaction leaves the shard's change (autocommit per call; got $rolled)" \
 	test "$rolled" = 1
 
-# Privileges, as presence's: nothing for PUBLIC; presence's GRANT (and
-# presence_shard, presence_shards) is all an app role needs; the internal
-# functions stay the owner's.
-proxy_psql -Xq -d proxy_api -v ON_ERROR_STOP=1 -c 'CREATE ROLE app' -c 'CREATE ROLE stranger' -c "
-	GRANT EXECUTE ON FUNCTION
-	  presence_track, presence_untrack, presence_untrack_by_fd, presence_list,
+# Privileges and identity (issue 19): nothing for PUBLIC; an app role needs
+# presence's GRANT (and presence_shard, presence_shards), USAGE on schema
+# presence_proxy and its functions and on the foreign server, and a login
+# role of its name on each shard with presence's GRANT there.  Every call
+# reaches the shards as the calling role, so ownership holds through the
+# proxy as on one server.
+API_FUNCS='presence_track, presence_untrack, presence_untrack_by_fd, presence_list,
 	  presence_list_global, presence_count, presence_count_humans,
 	  presence_count_agents, presence_count_global, presence_count_humans_global,
 	  presence_count_agents_global, presence_set_status, presence_clear_status,
@@ -161,18 +162,71 @@ proxy_psql -Xq -d proxy_api -v ON_ERROR_STOP=1 -c 'CREATE ROLE app' -c 'CREATE R
 	  presence_diff_topic, presence_snapshot, presence_worker_start,
 	  presence_heartbeat, presence_worker_stop, presence_prune_dead_workers,
 	  presence_channel, presence_set_meta, presence_history, presence_last_seen,
-	  presence_principals, presence_count_principals,
-	  presence_shard, presence_shards
-	TO app" >/dev/null
+	  presence_principals, presence_count_principals'
+for i in 0 1 2; do
+	shard_psql $i -Xq -d postgres -v ON_ERROR_STOP=1 \
+		-c 'CREATE ROLE app LOGIN' -c 'CREATE ROLE sec_a LOGIN' -c 'CREATE ROLE sec_b LOGIN' \
+		-c 'CREATE ROLE regress_captor LOGIN' >/dev/null
+	for db in api single; do
+		[ $db = single ] && [ $i != 0 ] && continue
+		shard_psql $i -Xq -d $db -v ON_ERROR_STOP=1 \
+			-c "GRANT EXECUTE ON FUNCTION $API_FUNCS TO app, sec_a, sec_b, regress_captor" >/dev/null
+	done
+done
+proxy_psql -Xq -d proxy_api -v ON_ERROR_STOP=1 -c 'CREATE ROLE app' -c 'CREATE ROLE stranger' \
+	-c 'CREATE ROLE sec_a' -c 'CREATE ROLE sec_b' -c "
+	GRANT EXECUTE ON FUNCTION $API_FUNCS, presence_shard, presence_shards TO app, sec_a, sec_b;
+	GRANT USAGE ON SCHEMA presence_proxy TO app, sec_a, sec_b;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA presence_proxy TO app, sec_a, sec_b;
+	GRANT USAGE ON FOREIGN SERVER presence TO app, sec_a, sec_b" >/dev/null
 as_app=$(proxy_psql -Atq -d proxy_api -c 'SET ROLE app' \
 	-c "SELECT presence_worker_start('app-gw', '1 minute')" \
 	-c "SELECT presence_track('priv:1', 1, 'p') AND presence_count_global('priv:1') = 1
 	           AND presence_shard('priv:1') IS NOT NULL AND presence_worker_stop() = 1" 2>&1 | tail -n 1)
 check "an app role granted presence's functions works through the proxy (got '$as_app')" test "$as_app" = t
-check "the internal functions are not the app's: 42501" \
-	expect_state 42501 proxy_api "SET ROLE app; SELECT presence_proxy.track('t', 1, 'p', 'human', '', 'w')"
 check "a role without the GRANT: 42501" \
 	expect_state 42501 proxy_api "SET ROLE stranger; SELECT presence_count_global('t')"
+
+# sec_a's leased worker, through the proxy: on the shard it is sec_a's.
+proxy_psql -Atq -d proxy_api -v ON_ERROR_STOP=1 -c 'SET ROLE sec_a' \
+	-c "SELECT presence_worker_start('sec-gw', '1 hour')" \
+	-c "SELECT presence_track('sec:1', 1, 'alice')" >/dev/null
+owners=$(for i in 0 1 2; do shard_psql $i -Atq -d api -c "SELECT owner FROM tep_presence_worker WHERE worker_id = 'sec-gw'"; done | sort -u | xargs)
+check "a worker started through the proxy belongs on every shard to the calling role (got '$owners')" \
+	test "$owners" = sec_a
+# sec_a's connection-bound worker, directly on sec:2's shard, kept open.
+s2=$(proxy_psql -Atq -d proxy_api -c "SELECT shard FROM presence_shards() WHERE connstr = presence_shard('sec:2')")
+shard_psql "$s2" -Atq -d api -c 'SET ROLE sec_a' -c "SELECT presence_track('sec:2', 1, 'alice')" \
+	-c 'SELECT pg_sleep(60)' >/dev/null 2>&1 &
+bound_pid=$!
+bound=
+for _ in $(seq 50); do
+	bound=$(shard_psql "$s2" -Atq -d api -c "SELECT worker_id FROM tep_presence WHERE topic = 'sec:2'")
+	[ -n "$bound" ] && break
+	sleep 0.1
+done
+# Through the proxy, sec_b may not touch either (as on one server): 42501.
+for call in "SELECT presence_set_status('sec:1', 1, 'busy', 'hacked', worker_id => 'sec-gw')" \
+	"SELECT presence_untrack('sec:1', 1, worker_id => 'sec-gw')" \
+	"SELECT presence_worker_stop('sec-gw')" \
+	"SELECT presence_worker_start('sec-gw', '1 hour')" \
+	"SELECT presence_proxy.set_status('sec:1', 1, 'busy', 'hacked', 0, 'sec-gw')" \
+	"SELECT presence_worker_stop('$bound')"; do
+	check "through the proxy as another role: $call: 42501" expect_state 42501 proxy_api "SET ROLE sec_b; $call"
+done
+left=$(for i in 0 1 2; do shard_psql $i -Atq -d api -c "SELECT topic || ':' || status_state FROM tep_presence WHERE topic LIKE 'sec:%'"; done | sort | xargs)
+check "sec_a's entries are as they were (got '$left')" test "$left" = "sec:1:available sec:2:available"
+kill "$bound_pid" 2>/dev/null
+wait "$bound_pid" 2>/dev/null
+proxy_psql -Atq -d proxy_api -c 'SET ROLE sec_a' -c "SELECT presence_worker_stop('sec-gw')" >/dev/null
+
+# Capture (sql/presence_capture_types.sql): every function of
+# presence_proxy, called by a role with a pg_temp domain over every type
+# they name and a temp pg_foreign_server; none may resolve to them.
+proxy_psql -d proxy_api -f sql/presence_capture_types.sql >"$OUT/capture.proxy" 2>&1
+captured=$(sed -n '/^ *fn *| *who *| *what/,/^(/p' "$OUT/capture.proxy" | tail -n 1)
+check "no proxy function resolves a pg_temp type or table (got '$captured')" test "$captured" = "(0 rows)"
+[ "$captured" = "(0 rows)" ] || sed -n '/^ *fn *| *who *| *what/,/^(/p' "$OUT/capture.proxy" | head -n 20
 
 # DROP EXTENSION and CREATE again: the extension's objects go and come
 # back; the foreign server, the administrator's, stays.

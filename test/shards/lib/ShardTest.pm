@@ -37,7 +37,7 @@ sub proxy_dbh { _connect("dbi:Pg:dbname=proxy;host=$dir/proxy/sock;port=$base") 
 
 sub shard_connstr {
 	my ($i) = @_;
-	return sprintf('host=%s/shard%d/sock port=%d dbname=presence user=postgres',
+	return sprintf('host=%s/shard%d/sock port=%d dbname=presence',
 		$dir, $i, $base + 1 + $i);
 }
 
