@@ -97,7 +97,7 @@ CREATE FUNCTION presence_track(topic text, fd integer, principal_id text,
                                meta jsonb DEFAULT '{}')
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'presence_track'
-LANGUAGE C VOLATILE SECURITY DEFINER;
+LANGUAGE C VOLATILE;
 
 REVOKE ALL ON FUNCTION presence_track(text, integer, text, text, text, text,
                                       jsonb) FROM PUBLIC;
@@ -129,7 +129,7 @@ CREATE FUNCTION presence_set_meta(topic text, fd integer, meta jsonb,
                                   worker_id text DEFAULT NULL)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'presence_set_meta'
-LANGUAGE C VOLATILE SECURITY DEFINER;
+LANGUAGE C VOLATILE;
 
 -- Session history ----------------------------------------------------------
 --
@@ -169,17 +169,17 @@ REVOKE ALL ON presence_history, presence_history_default FROM PUBLIC;
 CREATE FUNCTION presence_history(topic text, from_ts bigint, to_ts bigint)
 RETURNS SETOF presence_history
 AS 'MODULE_PATHNAME', 'presence_history'
-LANGUAGE C STABLE SECURITY DEFINER;
+LANGUAGE C STABLE;
 
 CREATE FUNCTION presence_last_seen(principal_id text, topic text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'presence_last_seen'
-LANGUAGE C STABLE SECURITY DEFINER;
+LANGUAGE C STABLE;
 
 CREATE FUNCTION presence_history_maintain()
 RETURNS integer
 AS 'MODULE_PATHNAME', 'presence_history_maintain'
-LANGUAGE C VOLATILE SECURITY DEFINER;
+LANGUAGE C VOLATILE;
 
 -- One row per principal ------------------------------------------------------
 --
@@ -198,12 +198,12 @@ CREATE FUNCTION presence_principals(topic text,
                                     OUT meta jsonb)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'presence_principals'
-LANGUAGE C STABLE SECURITY DEFINER;
+LANGUAGE C STABLE;
 
 CREATE FUNCTION presence_count_principals(topic text)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'presence_count_principals'
-LANGUAGE C STABLE SECURITY DEFINER;
+LANGUAGE C STABLE;
 
 REVOKE ALL ON FUNCTION
     presence_set_meta(text, integer, jsonb, text),
@@ -244,3 +244,29 @@ ALTER TABLE tep_presence_worker ALTER COLUMN owner
 -- commits.  About 40 topics a page: 1M topics take some 200 MB.  Rows
 -- written before the update keep their pages until VACUUM FULL.
 ALTER TABLE presence_topic_seq SET (fillfactor = 20);
+
+-- The functions run as their caller (SECURITY INVOKER), and their C code
+-- runs its work as the tables' owner (src/args.c, presence_call_as_owner):
+-- the role a call acts for is then the one PostgreSQL checked EXECUTE for,
+-- GetUserId(), never a role further out (under SECURITY DEFINER the caller
+-- could only be taken from the session, which inside ANALYZE or another
+-- role's SECURITY DEFINER function is not the role running the code), and
+-- a change inside a security-restricted operation is refused.
+DO $$
+DECLARE
+    f pg_catalog.regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid
+          FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_depend d
+            ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND d.objid OPERATOR(pg_catalog.=) p.oid
+           AND d.deptype OPERATOR(pg_catalog.=) 'e'
+          JOIN pg_catalog.pg_extension e ON e.oid OPERATOR(pg_catalog.=) d.refobjid
+         WHERE e.extname OPERATOR(pg_catalog.=) 'presence' AND p.prosecdef
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY INVOKER', f);
+    END LOOP;
+END
+$$;

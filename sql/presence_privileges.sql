@@ -49,7 +49,8 @@ SELECT c.oid::regclass AS t, coalesce(c.relacl, acldefault('r', c.relowner)) AS 
 SELECT t FROM ext_tables ORDER BY t::text;
 
 -- Every function: no EXECUTE for PUBLIC (no ACL entry with grantee 0);
--- the SQL API runs as the extension's owner (SECURITY DEFINER).  The one
+-- none is SECURITY DEFINER (1.1: the C code does its work as the tables'
+-- owner, the caller being GetUserId(); src/args.c).  The one
 -- exception is presence_entry_is_valid, the function behind tep_presence's
 -- CHECK: it runs as whoever writes a row, so PUBLIC may execute it.
 SELECT f, prosecdef AS security_definer,
@@ -411,6 +412,46 @@ SELECT pg_temp.mask(worker_id) AS worker_id,
   FROM tep_presence_worker WHERE worker_id LIKE 'pg-%' ORDER BY 1;
 RESET presence.worker_id;
 SELECT presence_worker_stop(:'conn_id');
+
+-- gw1's worker, which gw2's code below tries to change.
+SET ROLE regress_presence_gw1;
+SELECT presence_worker_start('gw-victim', interval '1 hour') AS victim;
+SELECT presence_track('victim', 1, 'user:1', worker_id => 'gw-victim') AS victim_tracks;
+RESET presence.worker_id;
+RESET ROLE;
+-- A security-restricted operation never acts with the session's rights:
+-- ANALYZE, run by a superuser, evaluates gw2's index expression as gw2,
+-- and a change there is refused whoever's worker it names.
+CREATE SCHEMA regress_s2 AUTHORIZATION regress_presence_gw2;
+SET ROLE regress_presence_gw2;
+CREATE FUNCTION regress_s2.evil(a integer) RETURNS integer
+  LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF current_setting('regress.armed', true) = 'on' THEN
+        PERFORM public.presence_set_status('victim', 1, 'busy', 'analyzed', 0, 'gw-victim');
+    END IF;
+    RETURN a;
+END
+$$;
+CREATE TABLE regress_s2.t (a integer);
+CREATE INDEX ON regress_s2.t (regress_s2.evil(a));
+INSERT INTO regress_s2.t SELECT generate_series(1, 10);
+RESET ROLE;
+SET regress.armed = on;
+ANALYZE regress_s2.t;
+RESET regress.armed;
+SELECT worker_id, status_state, status_note FROM tep_presence WHERE topic = 'victim';
+-- The role a call acts for is the one PostgreSQL checks privileges for
+-- (GetUserId()): a SECURITY DEFINER function owned by gw2 acts for gw2,
+-- also when a superuser calls it.
+CREATE FUNCTION public.regress_gw2_stop(w text) RETURNS integer
+  LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS $$ SELECT public.presence_worker_stop(w) $$;
+ALTER FUNCTION public.regress_gw2_stop(text) OWNER TO regress_presence_gw2;
+SELECT pg_temp.try($$SELECT public.regress_gw2_stop('gw-victim')$$) AS gw2_definer_called_by_superuser;
+SELECT worker_id, status_state FROM tep_presence WHERE topic = 'victim';
+DROP SCHEMA regress_s2 CASCADE;
+DROP FUNCTION public.regress_gw2_stop(text);
 
 
 DELETE FROM tep_presence;

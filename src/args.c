@@ -174,16 +174,59 @@ presence_seconds_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 	return value;
 }
 
+/* The role the current SQL function acts for (presence_call_as_owner). */
+static Oid	current_caller = InvalidOid;
+
 /*
- * The role a call acts for: the session's current role (its login role, or
- * the one SET ROLE chose).  The functions are SECURITY DEFINER, so
- * GetUserId() is the extension's owner inside them; the outer user is what
- * current_user was when the statement began.
+ * The role a call acts for: the role PostgreSQL checked the function's
+ * EXECUTE privilege for, GetUserId() as the function began (the session's
+ * current role, or the owner of a SECURITY DEFINER function that called
+ * it).  Outside an SQL function (the background worker), GetUserId().
  */
 Oid
 presence_caller(void)
 {
-	return GetOuterUserId();
+	return OidIsValid(current_caller) ? current_caller : GetUserId();
+}
+
+/*
+ * Run an SQL function's body as the owner of the extension's tables, with
+ * the caller remembered for presence_caller (PRESENCE_FUNCTION).  A change
+ * inside a security-restricted operation (ANALYZE, autovacuum, REFRESH
+ * MATERIALIZED VIEW or CREATE INDEX running a table owner's expression) is
+ * refused: whose rights it would act with is not the session's to give.
+ * An error restores the user at (sub)transaction abort, as for SECURITY
+ * DEFINER.
+ */
+Datum
+presence_call_as_owner(PGFunction body, FunctionCallInfo fcinfo,
+					   bool changes, const char *name)
+{
+	Oid			saved_caller = current_caller;
+	Oid			saved_user;
+	int			saved_context;
+	Datum		result;
+
+	if (changes && InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot call %s in a security-restricted operation", name),
+				 errdetail("ANALYZE, VACUUM, CREATE INDEX, REINDEX and REFRESH MATERIALIZED VIEW run a table owner's code this way.")));
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	current_caller = saved_user;
+	SetUserIdAndSecContext(presence_owner(),
+						   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		result = body(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		current_caller = saved_caller;
+	}
+	PG_END_TRY();
+	SetUserIdAndSecContext(saved_user, saved_context);
+	return result;
 }
 
 /*

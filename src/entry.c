@@ -15,25 +15,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-PG_FUNCTION_INFO_V1(presence_track);
-PG_FUNCTION_INFO_V1(presence_untrack);
-PG_FUNCTION_INFO_V1(presence_untrack_by_fd);
-PG_FUNCTION_INFO_V1(presence_list);
-PG_FUNCTION_INFO_V1(presence_list_global);
-PG_FUNCTION_INFO_V1(presence_count);
-PG_FUNCTION_INFO_V1(presence_count_humans);
-PG_FUNCTION_INFO_V1(presence_count_agents);
-PG_FUNCTION_INFO_V1(presence_count_global);
-PG_FUNCTION_INFO_V1(presence_count_humans_global);
-PG_FUNCTION_INFO_V1(presence_count_agents_global);
-PG_FUNCTION_INFO_V1(presence_set_status);
-PG_FUNCTION_INFO_V1(presence_clear_status);
-PG_FUNCTION_INFO_V1(presence_set_meta);
-PG_FUNCTION_INFO_V1(presence_find_entry);
-PG_FUNCTION_INFO_V1(presence_sweep_expired_status);
-PG_FUNCTION_INFO_V1(presence_clear);
 PG_FUNCTION_INFO_V1(presence_diff_topic);
-PG_FUNCTION_INFO_V1(presence_snapshot);
 PG_FUNCTION_INFO_V1(presence_epoch);
 PG_FUNCTION_INFO_V1(presence_channel);
 PG_FUNCTION_INFO_V1(presence_entry_is_valid);
@@ -231,8 +213,7 @@ track_registering(const char *worker_id, Datum *values, const char *nulls)
  * exists (its meta then left as it is).  A worker seen for the first time
  * is registered, owned by the caller.
  */
-Datum
-presence_track(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_track, true)
 {
 	PresenceEntry entry;
 	Datum		values[11];
@@ -331,8 +312,7 @@ change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
 /*
  * presence_untrack(topic, fd, worker_id): removes the entry (leave diff).
  */
-Datum
-presence_untrack(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_untrack, true)
 {
 	char	   *topic = presence_topic_arg(fcinfo, 0);
 	int32		fd = presence_fd_arg(fcinfo, 1);
@@ -363,8 +343,7 @@ drop_all_entries(const char *worker_id, int32 fd)
  * presence_untrack_by_fd(fd, worker_id): the WebSocket-close hook; drops the
  * fd's entries in every topic.
  */
-Datum
-presence_untrack_by_fd(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_untrack_by_fd, true)
 {
 	int32		fd = presence_fd_arg(fcinfo, 0);
 	char	   *worker_id = presence_worker_arg(fcinfo, 1);
@@ -377,8 +356,7 @@ presence_untrack_by_fd(PG_FUNCTION_ARGS)
  * presence_clear(worker_id): drops all of a worker's entries, with leave
  * diffs so that other workers' views stay true.
  */
-Datum
-presence_clear(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_clear, true)
 {
 	char	   *worker_id = presence_worker_arg(fcinfo, 0);
 
@@ -389,8 +367,7 @@ presence_clear(PG_FUNCTION_ARGS)
 /*
  * presence_list(topic, worker_id): this worker's entries, oldest first.
  */
-Datum
-presence_list(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_list, false)
 {
 	Datum		values[2];
 
@@ -403,8 +380,7 @@ presence_list(PG_FUNCTION_ARGS)
 /*
  * presence_list_global(topic): every worker's entries, oldest first.
  */
-Datum
-presence_list_global(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_list_global, false)
 {
 	Datum		topic = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));
 
@@ -442,38 +418,32 @@ count_entries(FunctionCallInfo fcinfo, bool global, CountKind which)
 	return count;
 }
 
-Datum
-presence_count(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_count, false)
 {
 	PG_RETURN_INT64(count_entries(fcinfo, false, COUNT_ALL));
 }
 
-Datum
-presence_count_humans(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_count_humans, false)
 {
 	PG_RETURN_INT64(count_entries(fcinfo, false, COUNT_HUMANS));
 }
 
-Datum
-presence_count_agents(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_count_agents, false)
 {
 	PG_RETURN_INT64(count_entries(fcinfo, false, COUNT_AGENTS));
 }
 
-Datum
-presence_count_global(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_count_global, false)
 {
 	PG_RETURN_INT64(count_entries(fcinfo, true, COUNT_ALL));
 }
 
-Datum
-presence_count_humans_global(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_count_humans_global, false)
 {
 	PG_RETURN_INT64(count_entries(fcinfo, true, COUNT_HUMANS));
 }
 
-Datum
-presence_count_agents_global(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_count_agents_global, false)
 {
 	PG_RETURN_INT64(count_entries(fcinfo, true, COUNT_AGENTS));
 }
@@ -500,8 +470,7 @@ status_set(const char *state, const char *note, int64 until_ts)
  * presence_set_status(topic, fd, state, note, until_ts, worker_id): a
  * deliberate write, so the same status again still emits a diff.
  */
-Datum
-presence_set_status(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_set_status, true)
 {
 	char	   *topic = presence_topic_arg(fcinfo, 0);
 	int32		fd = presence_fd_arg(fcinfo, 1);
@@ -527,8 +496,7 @@ presence_set_status(PG_FUNCTION_ARGS)
 /*
  * presence_clear_status(topic, fd, worker_id): back to available, '', 0.
  */
-Datum
-presence_clear_status(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_clear_status, true)
 {
 	char	   *topic = presence_topic_arg(fcinfo, 0);
 	int32		fd = presence_fd_arg(fcinfo, 1);
@@ -545,8 +513,7 @@ presence_clear_status(PG_FUNCTION_ARGS)
  * update of the entry: a new kind would be dropped, or refused, by the
  * clients that know only join, leave and status).
  */
-Datum
-presence_set_meta(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_set_meta, true)
 {
 	char	   *topic = presence_topic_arg(fcinfo, 0);
 	int32		fd = presence_fd_arg(fcinfo, 1);
@@ -563,8 +530,7 @@ presence_set_meta(PG_FUNCTION_ARGS)
 /*
  * presence_find_entry(topic, fd, worker_id): the entry, or NULL.
  */
-Datum
-presence_find_entry(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_find_entry, false)
 {
 	Datum		values[3];
 	TupleDesc	result_desc;
@@ -619,8 +585,7 @@ presence_sweep_batch(int limit, bool skip_locked, bool *more)
 /*
  * presence_sweep_expired_status(): resets every expired status, all workers.
  */
-Datum
-presence_sweep_expired_status(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_sweep_expired_status, true)
 {
 	int			total = 0;
 	bool		more = true;
@@ -662,8 +627,7 @@ presence_channel(PG_FUNCTION_ARGS)
  * one snapshot so that a listener applies exactly the diffs with a greater
  * seq and the same epoch.
  */
-Datum
-presence_snapshot(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_snapshot, false)
 {
 	char	   *topic = presence_topic_arg(fcinfo, 0);
 	Datum		topic_arg_datum = CStringGetTextDatum(topic);

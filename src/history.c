@@ -22,11 +22,6 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
-PG_FUNCTION_INFO_V1(presence_history);
-PG_FUNCTION_INFO_V1(presence_last_seen);
-PG_FUNCTION_INFO_V1(presence_history_maintain);
-PG_FUNCTION_INFO_V1(presence_principals);
-PG_FUNCTION_INFO_V1(presence_count_principals);
 
 #define SECONDS_PER_DAY 86400
 #define DIV " OPERATOR(pg_catalog./) "
@@ -247,8 +242,7 @@ presence_history_record(const PresenceEntry *entry)
  * presence_history(topic, from_ts, to_ts): the ended sessions of a topic
  * that overlap [from_ts, to_ts), oldest first.
  */
-Datum
-presence_history(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_history, false)
 {
 	Datum		values[3];
 	int64		from_ts = presence_seconds_arg(fcinfo, 1, "from_ts");
@@ -272,8 +266,7 @@ presence_history(PG_FUNCTION_ARGS)
  * while the principal has an entry (in the topic), else when its last
  * recorded session ended, else NULL.
  */
-Datum
-presence_last_seen(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_last_seen, false)
 {
 	Datum		values[2];
 	bool		in_topic = !PG_ARGISNULL(1);
@@ -311,8 +304,7 @@ presence_last_seen(PG_FUNCTION_ARGS)
  * presence_principals(topic): one row per principal with entries in the
  * topic (see principals_query), earliest first.
  */
-Datum
-presence_principals(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_principals, false)
 {
 	Datum		topic = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));
 
@@ -323,8 +315,7 @@ presence_principals(PG_FUNCTION_ARGS)
 /*
  * presence_count_principals(topic): the principals with entries in it.
  */
-Datum
-presence_count_principals(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_count_principals, false)
 {
 	Datum		topic = CStringGetTextDatum(presence_topic_arg(fcinfo, 0));
 	bool		isnull;
@@ -511,8 +502,7 @@ presence_history_maintenance_due(void)
  * presence_history_maintain(): what the background worker does once a
  * minute, for installations without it (schedule it daily or more often).
  */
-Datum
-presence_history_maintain(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_history_maintain, true)
 {
 	int			dropped;
 

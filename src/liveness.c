@@ -27,10 +27,6 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-PG_FUNCTION_INFO_V1(presence_worker_start);
-PG_FUNCTION_INFO_V1(presence_heartbeat);
-PG_FUNCTION_INFO_V1(presence_worker_stop);
-PG_FUNCTION_INFO_V1(presence_prune_dead_workers);
 
 /* The longest lease a worker may take. */
 #define PRESENCE_MAX_LEASE "100 years"
@@ -365,8 +361,7 @@ lease_arg(Interval *lease)
  * process reusing it) and makes it the session's worker.  Registering
  * first locks the worker row, so a concurrent start of the same id waits.
  */
-Datum
-presence_worker_start(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_worker_start, true)
 {
 	char	   *worker_id;
 	Interval   *lease = NULL;
@@ -397,8 +392,7 @@ presence_worker_start(PG_FUNCTION_ARGS)
  * been pruned.  An unknown worker is an error, except the connection's
  * own, which is registered; another role's worker is 42501.
  */
-Datum
-presence_heartbeat(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_heartbeat, true)
 {
 	char	   *worker_id = presence_worker_arg(fcinfo, 0);
 	int64		now_s = clock_epoch_s();
@@ -445,8 +439,7 @@ presence_heartbeat(PG_FUNCTION_ARGS)
  * and its row; returns the entries dropped.  Another role's worker is
  * 42501.
  */
-Datum
-presence_worker_stop(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_worker_stop, true)
 {
 	char	   *worker_id = presence_worker_arg(fcinfo, 0);
 	Datum		id = CStringGetTextDatum(worker_id);
@@ -549,8 +542,7 @@ presence_prune_batch(int limit, bool check_bound_backends, bool skip_locked,
 /*
  * presence_prune_dead_workers(): removes every dead worker's entries.
  */
-Datum
-presence_prune_dead_workers(PG_FUNCTION_ARGS)
+PRESENCE_FUNCTION(presence_prune_dead_workers, true)
 {
 	int			total = 0;
 	bool		more = true;

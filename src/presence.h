@@ -134,6 +134,7 @@ extern bool presence_has_meta;
 extern bool presence_lock_extension(void);
 extern bool presence_extension_dropped(void);
 extern Oid	presence_extension_oid(void);
+extern Oid	presence_owner(void);
 
 typedef enum PresenceTable
 {
@@ -210,6 +211,32 @@ extern const char *presence_connection_worker(void);
 extern bool presence_is_connection_worker(const char *worker_id);
 extern char *presence_worker_arg(FunctionCallInfo fcinfo, int argno);
 extern Oid	presence_caller(void);
+extern Datum presence_call_as_owner(PGFunction body, FunctionCallInfo fcinfo,
+									bool changes, const char *name);
+
+/*
+ * An SQL function that reads or changes the extension's tables.  The SQL
+ * functions are SECURITY INVOKER (1.1): the wrapper this defines takes the
+ * caller as the role PostgreSQL checks privileges for now (GetUserId(), so
+ * inside a SECURITY DEFINER function of an application, that function's
+ * owner), refuses a change inside a security-restricted operation, and
+ * runs `body` as the tables' owner, as SECURITY DEFINER did.  Use:
+ *
+ *   PRESENCE_FUNCTION(presence_track, true)
+ *   {
+ *       ... the body, with PG_FUNCTION_ARGS ...
+ *   }
+ */
+#define PRESENCE_FUNCTION(name, changes) \
+	static Datum name##_body(PG_FUNCTION_ARGS); \
+	PG_FUNCTION_INFO_V1(name); \
+	Datum \
+	name(PG_FUNCTION_ARGS) \
+	{ \
+		return presence_call_as_owner(name##_body, fcinfo, changes, #name); \
+	} \
+	static Datum \
+	name##_body(PG_FUNCTION_ARGS)
 extern void presence_check_connection_id(const char *worker_id);
 extern void presence_check_worker_owner(const char *worker_id, Oid owner);
 extern void presence_watch_connection_exit(void);

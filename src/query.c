@@ -19,6 +19,7 @@
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "funcapi.h"
@@ -28,6 +29,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
 #define PRESENCE_TABLE_COUNT 3
@@ -40,6 +42,7 @@ static char *schema_prefix = NULL;
 static const char *meta_column = "";	/* %2$s of query texts */
 static const char *meta_param = "";	/* %3$s: track's meta, $10 */
 static Oid	extension_oid = InvalidOid;
+static Oid	tables_owner = InvalidOid;
 static Oid	table_oids[PRESENCE_TABLE_COUNT];
 static AttrNumber owner_attnum = InvalidAttrNumber;
 static uint64 plan_generation = 1;
@@ -111,8 +114,21 @@ get_extension_schema(Oid extension_oid)
 }
 #endif
 
+static Oid
+relation_owner(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "presence: table %u of the extension not found", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
 /*
- * Look up the extension's schema and table oids.
+ * Look up the extension's schema, table oids and owner.
  */
 static void
 presence_lookup_schema(void)
@@ -134,6 +150,7 @@ presence_lookup_schema(void)
 	meta_column = presence_has_meta ? ", meta" : "";
 	meta_param = presence_has_meta ? ", $10" : "";
 	owner_attnum = get_attnum(table_oids[PRESENCE_WORKERS], "owner");
+	tables_owner = relation_owner(table_oids[PRESENCE_ENTRIES]);
 
 	if (!callback_registered)
 	{
@@ -142,6 +159,17 @@ presence_lookup_schema(void)
 	}
 	schema_prefix = MemoryContextStrdup(TopMemoryContext,
 										quote_identifier(namespace_name));
+}
+
+/*
+ * The role that owns the extension's tables: the functions act as it.
+ */
+Oid
+presence_owner(void)
+{
+	if (schema_prefix == NULL)
+		presence_lookup_schema();
+	return tables_owner;
 }
 
 /*
