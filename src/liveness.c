@@ -243,10 +243,24 @@ find_worker(const char *worker_id, Snapshot snapshot, Oid *owner)
 }
 
 /*
+ * A snapshot of what is committed now, for reading a worker's owner: the
+ * statement's at READ COMMITTED, a new one where the transaction keeps
+ * its first (REPEATABLE READ, SERIALIZABLE), so that a role that owned a
+ * worker when such a transaction began cannot act on it after another
+ * role took it over.
+ */
+static Snapshot
+committed_now(void)
+{
+	return IsolationUsesXactSnapshot() ? GetLatestSnapshot() :
+		GetActiveSnapshot();
+}
+
+/*
  * Before a change names a worker: ERROR 42501 unless the caller may act on
  * it (another connection's id, or an owner whose privileges the caller
- * lacks).  Returns whether the worker is registered.  One probe of the
- * primary key, which track needs anyway (registering in its statement
+ * lacks).  Returns whether the worker is registered.  The owner is read
+ * as committed now (committed_now).  One probe of the primary key, which track needs anyway (registering in its statement
  * would cost a whole ModifyTable node each time), so the check adds no
  * query.  Entries without a worker row have no owner to check.
  */
@@ -257,7 +271,7 @@ presence_use_worker(const char *worker_id)
 	bool		found;
 
 	presence_check_connection_id(worker_id);
-	found = find_worker(worker_id, GetActiveSnapshot(), &owner);
+	found = find_worker(worker_id, committed_now(), &owner);
 	presence_check_worker_owner(worker_id, owner);
 	return found;
 }
