@@ -13,7 +13,7 @@
 # on a fresh cluster with the write benchmark's background rows, after a
 # warm-up of the same length.  Prints one line per side:
 # "side instructions_per_cycle".  BENCH_SIGNING_KEY=KEY also counts each
-# build with presence.signing_key = KEY ("ext@REV+signed"): a cycle is three
+# build with KEY in presence.signing_key_file ("ext@REV+signed"): a cycle is three
 # diffs.  It installs each build in turn, so run it inside
 # test/isolated.sh when other work shares the machine.
 set -eu -o pipefail
@@ -80,7 +80,9 @@ for rev in "${@:-HEAD}"; do
 	if [ -n "${BENCH_SIGNING_KEY:-}" ]; then
 		conf=$WORK/c/data/postgresql.conf
 		cp "$conf" "$conf.unsigned"
-		echo "presence.signing_key = '$BENCH_SIGNING_KEY'" >>"$conf"
+		(umask 077 && echo "$BENCH_SIGNING_KEY" >"$WORK/c/signing-key")
+		[ "$(id -u)" = 0 ] && chown postgres: "$WORK/c/signing-key"
+		echo "presence.signing_key_file = '$WORK/c/signing-key'" >>"$conf"
 		count "ext@$rev+signed" ""
 		mv "$conf.unsigned" "$conf"
 	fi

@@ -6,9 +6,13 @@
  */
 #include "presence.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -26,7 +30,9 @@ int			presence_worker_ttl_s = 90;
 int			presence_batch_size = 1000;
 double		presence_notify_queue_warning = 0.5;
 int			presence_stalled_listener_timeout_ms = 0;
-char	   *presence_signing_key = NULL;
+/* The key itself: read from presence.signing_key_file, never a GUC. */
+const char *presence_signing_key = "";
+static char *presence_signing_key_file = NULL;
 
 /*
  * bound_worker_exits counts exits of backends that registered a
@@ -162,6 +168,90 @@ presence_server_run(void)
 }
 
 /*
+ * The longest signing key read; HMAC-SHA256 gains nothing from more than
+ * its 64-byte block.
+ */
+#define SIGNING_KEY_MAX_BYTES 1024
+
+/*
+ * The key in `path`: its bytes, without one trailing newline.  NULL, with
+ * the reason in GUC_check_errdetail, when the file cannot be read, is
+ * empty or too long, or other users may read it (as for ssl_key_file:
+ * owned by the server's user with no group or other access, or by root
+ * with group read at most).  Messages name the file, never its contents.
+ */
+static char *
+read_signing_key(const char *path)
+{
+	struct stat st;
+	FILE	   *file;
+	char		buf[SIGNING_KEY_MAX_BYTES + 2];
+	size_t		len;
+	char	   *key;
+
+	if (stat(path, &st) != 0)
+	{
+		GUC_check_errdetail("could not stat file \"%s\": %m", path);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode) ||
+		(st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
+		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))) ||
+		(st.st_uid != geteuid() && st.st_uid != 0))
+	{
+		GUC_check_errdetail("File \"%s\" must be a regular file owned by the database user with permissions u=rw (0600) or less, or owned by root with u=rw,g=r (0640) or less.", path);
+		return NULL;
+	}
+	file = AllocateFile(path, "r");
+	if (file == NULL)
+	{
+		GUC_check_errdetail("could not open file \"%s\": %m", path);
+		return NULL;
+	}
+	len = fread(buf, 1, sizeof(buf) - 1, file);
+	FreeFile(file);
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len > 0 && buf[len - 1] == '\r')
+		len--;
+	if (len == 0 || len > SIGNING_KEY_MAX_BYTES || memchr(buf, '\0', len) != NULL)
+	{
+		GUC_check_errdetail("File \"%s\" must hold a key of 1 to %d bytes (one trailing newline is ignored).",
+							path, SIGNING_KEY_MAX_BYTES);
+		return NULL;
+	}
+	key = malloc(len + 1);	/* a GUC extra: the GUC machinery frees it */
+	if (key == NULL)
+		return NULL;
+	memcpy(key, buf, len);
+	key[len] = '\0';
+	explicit_bzero(buf, sizeof(buf));
+	return key;
+}
+
+/*
+ * presence.signing_key_file's check hook: reads the key (at startup, at
+ * library load and at every reload, so a key written into the same file
+ * is taken at the next reload) into the setting's extra; an unreadable file
+ * keeps the previous key and is logged by the GUC machinery with the
+ * file's name only.
+ */
+static bool
+check_signing_key_file(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	*extra = read_signing_key(*newval);
+	return *extra != NULL;
+}
+
+static void
+assign_signing_key_file(const char *newval, void *extra)
+{
+	presence_signing_key = extra != NULL ? (const char *) extra : "";
+}
+
+/*
  * Set when the background worker exits on request, cleared by the launcher
  * before it starts one.
  */
@@ -260,13 +350,14 @@ _PG_init(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("presence.signing_key",
-							   "Secret under which every diff is signed with HMAC-SHA256; empty: unsigned.",
-							   "Visible to superusers only.  Set it in postgresql.conf.",
-							   &presence_signing_key,
+	DefineCustomStringVariable("presence.signing_key_file",
+							   "File holding the secret under which every diff is signed with HMAC-SHA256; empty: unsigned.",
+							   "Read at startup and at each reload; the file must be readable by the server alone (as ssl_key_file).",
+							   &presence_signing_key_file,
 							   "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
+							   check_signing_key_file, assign_signing_key_file,
+							   NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 	{

@@ -58,7 +58,7 @@ extern int	presence_worker_ttl_s;
 extern int	presence_batch_size;
 extern double presence_notify_queue_warning;
 extern int	presence_stalled_listener_timeout_ms;
-extern char *presence_signing_key;
+extern const char *presence_signing_key;
 
 /* presence.delivery: which channels a diff goes on. */
 typedef enum PresenceDelivery

@@ -20,10 +20,13 @@
 //     a leased worker (PRESENCE_LEASE_S, 10) heartbeating through the proxy,
 //     and one LISTEN connection per shard (lib/shards.js)
 //   PRESENCE_TOKEN_SECRET: accept only HMAC-signed tokens (unset = demo mode)
-//   PRESENCE_SIGNING_KEY: the server's presence.signing_key; diffs without
-//     its signature are dropped and logged as forged (unset = not checked)
-//   PRESENCE_SIGNING_KEY_PREVIOUS: also accepted, while the server's key
-//     changes (backends take a reload one by one)
+//   PRESENCE_SIGNING_KEY_FILE: a file holding the key the server reads from
+//     its presence.signing_key_file (one trailing newline ignored); diffs
+//     without its signature are dropped and logged as forged (unset = not
+//     checked).  PRESENCE_SIGNING_KEY: the key itself, instead of a file
+//   PRESENCE_SIGNING_KEY_PREVIOUS_FILE (or PRESENCE_SIGNING_KEY_PREVIOUS):
+//     also accepted, while the server's key changes (backends take a reload
+//     one by one)
 //   PRESENCE_DEFAULT_TOPIC (room:lobby)
 
 const crypto = require('crypto');
@@ -45,7 +48,11 @@ const TOPIC_DELIVERY = (env.PRESENCE_DELIVERY || 'broadcast') === 'topic';
 const SHARDS = env.PRESENCE_SHARDS === '1';
 const LEASE_S = Number(env.PRESENCE_LEASE_S || 10);
 const SECRET = env.PRESENCE_TOKEN_SECRET || '';
-const SIGNING_KEYS = [env.PRESENCE_SIGNING_KEY, env.PRESENCE_SIGNING_KEY_PREVIOUS].filter(Boolean);
+// A key from NAME_FILE (as the server reads its file) or from NAME itself.
+const keyFrom = (name) => (env[`${name}_FILE`]
+  ? fs.readFileSync(env[`${name}_FILE`], 'utf8').replace(/\r?\n$/, '')
+  : env[name]);
+const SIGNING_KEYS = [keyFrom('PRESENCE_SIGNING_KEY'), keyFrom('PRESENCE_SIGNING_KEY_PREVIOUS')].filter(Boolean);
 const DEFAULT_TOPIC = env.PRESENCE_DEFAULT_TOPIC || 'room:lobby';
 const STATES = ['available', 'busy', 'blocked'];
 const MAX_MESSAGE = 8192; // bytes of one client message

@@ -73,15 +73,21 @@ node --help 2>/dev/null | grep -q -- '--test-concurrency' && node_opts+=(--test-
 echo "e2e: $(command -v node) $(node --version)"
 rc=0
 for mode in ${E2E_MODES:-broadcast topic}; do
-	# The topic pass signs its diffs (presence.signing_key) and its gateways
-	# verify them; the broadcast pass is unsigned.
-	key=
-	[ "$mode" = topic ] && key=e2e-signing-key
+	# The topic pass signs its diffs (presence.signing_key_file, a file only
+	# the server's user may read) and its gateways verify them; the
+	# broadcast pass is unsigned.
+	key= keyfile=
+	if [ "$mode" = topic ]; then
+		key=e2e-signing-key keyfile=$CLUSTER.signing-key
+		rm -f "$keyfile"
+		(umask 077 && echo "$key" >"$keyfile")
+		[ "$(id -u)" = 0 ] && chown postgres: "$keyfile"
+	fi
 	cluster_start "$CLUSTER" "$PG_PORT" \
 		"shared_preload_libraries = 'presence'" \
 		"presence.database = 'postgres'" \
 		"presence.delivery = '$mode'" \
-		"presence.signing_key = '$key'" \
+		"presence.signing_key_file = '$keyfile'" \
 		"presence.sweep_interval = '${SWEEP_MS}ms'" || fail_setup "cluster_start"
 	psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION presence' || fail_setup "CREATE EXTENSION presence"
 	# The gateways connect as an app role with the README's one GRANT (taken

@@ -50,7 +50,7 @@ function decodePresence(payload) {
 const SIG_MEMBER = /,"sig":"([0-9a-f]{64})"\}$/;
 
 // signedBy(json, key): whether the diff's JSON carries a valid signature
-// under key (presence.signing_key on the server).
+// under key (the key in presence.signing_key_file on the server).
 function signedBy(json, key) {
   const m = SIG_MEMBER.exec(json);
   if (!m) return false;
