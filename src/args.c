@@ -230,6 +230,25 @@ presence_call_as_owner(PGFunction body, FunctionCallInfo fcinfo,
 }
 
 /*
+ * Refuse a call that changes other roles' rows, or locks the history,
+ * inside a transaction block (explicit, or several statements in one
+ * query string), as VACUUM is refused: the transaction would hold those
+ * rows or that lock from their owners, their leaves and the background
+ * worker for as long as it stays open.  Superusers may (they can hold any
+ * lock anyway); the background worker does not come here.
+ */
+void
+presence_refuse_in_transaction_block(const char *name)
+{
+	if (IsTransactionBlock() && !superuser_arg(presence_caller()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("%s cannot run inside a transaction block", name),
+				 errdetail("It changes or locks other roles' rows, which an open transaction would hold from them and from the background worker."),
+				 errhint("Call it on its own, as a statement outside BEGIN ... COMMIT.")));
+}
+
+/*
  * Whether `id` has the form of a connection-bound id, pg-<pid>-<start>.
  */
 static bool

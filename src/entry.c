@@ -590,6 +590,7 @@ PRESENCE_FUNCTION(presence_sweep_expired_status, true)
 	int			total = 0;
 	bool		more = true;
 
+	presence_refuse_in_transaction_block("presence_sweep_expired_status");
 	presence_spi_connect();
 	while (more)
 		total += presence_sweep_batch(presence_batch_size, false, &more);

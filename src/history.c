@@ -506,6 +506,7 @@ PRESENCE_FUNCTION(presence_history_maintain, true)
 {
 	int			dropped;
 
+	presence_refuse_in_transaction_block("presence_history_maintain");
 	presence_spi_connect();
 	dropped = presence_history_maintain_now();
 	SPI_finish();

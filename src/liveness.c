@@ -561,6 +561,7 @@ PRESENCE_FUNCTION(presence_prune_dead_workers, true)
 	int			total = 0;
 	bool		more = true;
 
+	presence_refuse_in_transaction_block("presence_prune_dead_workers");
 	presence_spi_connect();
 	while (more)
 		total += presence_prune_batch(presence_batch_size, true, false, &more);

@@ -237,6 +237,7 @@ extern Datum presence_call_as_owner(PGFunction body, FunctionCallInfo fcinfo,
 	} \
 	static Datum \
 	name##_body(PG_FUNCTION_ARGS)
+extern void presence_refuse_in_transaction_block(const char *name);
 extern void presence_check_connection_id(const char *worker_id);
 extern void presence_check_worker_owner(const char *worker_id, Oid owner);
 extern void presence_watch_connection_exit(void);
