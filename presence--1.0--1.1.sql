@@ -76,13 +76,26 @@ GRANT EXECUTE ON FUNCTION
                             text, text, bigint, jsonb)
     TO PUBLIC;
 
+-- 1.1's check also holds every writer to the byte limits (topic,
+-- worker_id, principal_id, agent_id 255, note 1024).  A 1.0 table may hold
+-- rows over them, written directly: the update keeps those (the constraint
+-- stays NOT VALID, with a WARNING) rather than fail; the sweep leaves their
+-- statuses and the background worker names each once.
 ALTER TABLE tep_presence
     DROP CONSTRAINT tep_presence_entry_check,
     ADD CONSTRAINT tep_presence_entry_check
         CHECK (presence_entry_is_valid(worker_id, topic, fd, principal_id,
                                        kind, agent_id, since_ts,
                                        status_state, status_note,
-                                       status_until, meta));
+                                       status_until, meta)) NOT VALID;
+DO $$
+BEGIN
+    ALTER TABLE tep_presence VALIDATE CONSTRAINT tep_presence_entry_check;
+EXCEPTION WHEN check_violation THEN
+    RAISE WARNING 'tep_presence has rows over the byte limits: tep_presence_entry_check is left NOT VALID'
+          USING HINT = 'Delete them, then ALTER TABLE tep_presence VALIDATE CONSTRAINT tep_presence_entry_check.';
+END
+$$;
 
 DROP FUNCTION presence_entry_is_valid(text, text, integer, text, text, text,
                                       bigint, text, text, bigint);

@@ -101,12 +101,28 @@ void
 presence_check_entry_rules(const PresenceEntry *entry, const char *relname)
 {
 	if (presence_kind_violation(entry->kind, entry->agent_id) != NULL ||
-		!presence_state_is_valid(entry->status_state))
+		!presence_state_is_valid(entry->status_state) ||
+		presence_exceeds_limits(entry))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("new row for relation \"%s\" violates check constraint \"%s\"",
 						relname, "tep_presence_entry_check")));
 	presence_check_diff_fits(entry);
+}
+
+/*
+ * Whether a row is over the byte limits of SPEC "Bad input" (topic,
+ * worker_id, principal_id and agent_id 255, note 1024), which the CHECK
+ * applies to every writer, Tep's direct writes included.
+ */
+bool
+presence_exceeds_limits(const PresenceEntry *entry)
+{
+	return strlen(entry->topic) > PRESENCE_MAX_NAME_BYTES ||
+		strlen(entry->worker_id) > PRESENCE_MAX_NAME_BYTES ||
+		strlen(entry->principal_id) > PRESENCE_MAX_NAME_BYTES ||
+		strlen(entry->agent_id) > PRESENCE_MAX_NAME_BYTES ||
+		strlen(entry->status_note) > PRESENCE_MAX_NOTE_BYTES;
 }
 
 /*

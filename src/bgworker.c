@@ -278,6 +278,8 @@ run_tick(bool check_bound_backends)
 		if (!begin_batch("presence: sweep expired statuses"))
 			return;
 		presence_sweep_batch(presence_batch_size, true, &more);
+		if (!more)
+			presence_warn_over_limits();
 		end_batch();
 	}
 

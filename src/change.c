@@ -37,6 +37,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "common/hashfn.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -44,7 +45,7 @@
 /* A topic with diffs in this transaction. */
 typedef struct PendingTopic
 {
-	char		topic[PRESENCE_MAX_NAME_BYTES + 1]; /* hash key */
+	char	   *topic;			/* hash key: the whole topic, never cut */
 	bool		seq_known;		/* seq and row read, at commit */
 	char		channel[NAMEDATALEN];	/* its own channel, at commit */
 	bool		has_row;
@@ -107,6 +108,25 @@ static PresenceQuery drop_fd_query = {
 };
 
 /*
+ * The pending topics are keyed by the whole topic (a pointer to it), so
+ * that two topics that begin alike never share a seq, whatever writer put
+ * them in the table.
+ */
+static uint32
+topic_key_hash(const void *key, Size keysize)
+{
+	const char *topic = *(const char *const *) key;
+
+	return hash_bytes((const unsigned char *) topic, strlen(topic));
+}
+
+static int
+topic_key_match(const void *key1, const void *key2, Size keysize)
+{
+	return strcmp(*(const char *const *) key1, *(const char *const *) key2);
+}
+
+/*
  * The pending topic of this name, added if new.
  */
 static PendingTopic *
@@ -121,22 +141,26 @@ pending_topic(const char *topic)
 	{
 		first_topic = MemoryContextAllocZero(TopTransactionContext,
 											 sizeof(PendingTopic));
-		strlcpy(first_topic->topic, topic, sizeof(first_topic->topic));
+		first_topic->topic = MemoryContextStrdup(TopTransactionContext, topic);
 		return first_topic;
 	}
 	if (other_topics == NULL)
 	{
 		HASHCTL		ctl;
 
-		ctl.keysize = sizeof(((PendingTopic *) NULL)->topic);
+		ctl.keysize = sizeof(char *);
 		ctl.entrysize = sizeof(PendingTopic);
+		ctl.hash = topic_key_hash;
+		ctl.match = topic_key_match;
 		ctl.hcxt = TopTransactionContext;
 		other_topics = hash_create("presence pending topics", 64, &ctl,
-								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+								   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
+								   HASH_CONTEXT);
 	}
-	found = hash_search(other_topics, topic, HASH_ENTER, &exists);
+	found = hash_search(other_topics, &topic, HASH_ENTER, &exists);
 	if (!exists)
 	{
+		found->topic = MemoryContextStrdup(TopTransactionContext, topic);
 		found->seq_known = false;
 		found->has_row = false;
 		found->seq = 0;

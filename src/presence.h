@@ -115,6 +115,19 @@ typedef struct PresenceQuery
 #define SKIP_LOCKED " FOR UPDATE SKIP LOCKED"
 
 /*
+ * Within the byte limits of presence_exceeds_limits, in SQL: a row that is
+ * not (written before the CHECK had them) cannot have its status reset,
+ * which the CHECK would refuse, so the sweep leaves it (and the background
+ * worker warns once).
+ */
+#define WITHIN_LIMITS \
+	"(pg_catalog.octet_length(topic)" LE "255" \
+	" AND pg_catalog.octet_length(worker_id)" LE "255" \
+	" AND pg_catalog.octet_length(principal_id)" LE "255" \
+	" AND pg_catalog.octet_length(agent_id)" LE "255" \
+	" AND pg_catalog.octet_length(status_note)" LE "1024)"
+
+/*
  * The columns of tep_presence, in table order, as every query reads them.
  * %2$s is ", meta" once the installation has 1.1's column, else empty: the
  * 1.1 library serves a database still at 1.0 until ALTER EXTENSION UPDATE.
@@ -201,6 +214,7 @@ extern char *presence_topic_arg(FunctionCallInfo fcinfo, int argno);
 extern int32 presence_fd_arg(FunctionCallInfo fcinfo, int argno);
 extern int64 presence_seconds_arg(FunctionCallInfo fcinfo, int argno,
 								  const char *argname);
+extern bool presence_exceeds_limits(const PresenceEntry *entry);
 extern const char *presence_kind_violation(const char *kind,
 										   const char *agent_id);
 extern bool presence_state_is_valid(const char *state);
@@ -284,6 +298,7 @@ extern int	presence_change_row(PresenceDiffKind kind, const PresenceRowKey *key,
 extern int	presence_insert_row(const PresenceEntry *entry, Datum meta);
 
 /* entry.c */
+extern void presence_warn_over_limits(void);
 extern int	presence_sweep_batch(int limit, bool skip_locked, bool *more);
 
 /* history.c */
