@@ -109,6 +109,7 @@ presence_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	RequestAddinShmemSpace(MAXALIGN(sizeof(PresenceShared)));
+	RequestAddinShmemSpace(MAXALIGN(presence_listeners_shmem_size()));
 }
 
 static void
@@ -130,6 +131,7 @@ presence_shmem_startup(void)
 							  sizeof(presence_shared->server_run)))
 			presence_shared->server_run = (uint64) GetCurrentTimestamp();
 	}
+	presence_listeners_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -384,5 +386,6 @@ _PG_init(void)
 	shmem_startup_hook = presence_shmem_startup;
 
 	presence_register_bgworker();
+	presence_watch_listens();
 	reserve_guc_prefix();
 }

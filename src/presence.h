@@ -328,6 +328,9 @@ extern int	presence_prune_batch(int limit, bool check_bound_backends,
 
 /* notify_guard.c */
 extern void presence_watch_notify_queue(void);
+extern Size presence_listeners_shmem_size(void);
+extern void presence_listeners_shmem_init(void);
+extern void presence_watch_listens(void);
 
 /* bgworker.c */
 extern void presence_register_bgworker(void);
