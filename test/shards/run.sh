@@ -14,6 +14,10 @@
 #     with modular_mapping and with the bitmask over a power of two
 #   - the documented differences (connection-bound workers refused, no
 #     transaction across calls)
+#   - identity (issue 19): calls reach the shards as the calling role, so
+#     another role's calls on a worker get 42501 through the proxy too; no
+#     proxy function resolves a pg_temp type or table
+#     (sql/presence_capture_types.sql)
 #   - test/shards/t/*.t: cross-shard churn, a shard killed with -9, a lease
 #     that lapses on every shard
 # Last line: "N passed, N failed"; or, where PL/Proxy is not installed for
