@@ -361,12 +361,16 @@ run_ddl(const char *format, const char *schema, const char *partition,
 
 /*
  * Make a day's partition if missing: built beside the table, given the
- * day's rows from the default partition, then attached.  Attaching locks
- * only the default partition exclusively (leaves go on meanwhile); when
- * that lock is not free at once, another run makes it.
+ * day's rows from the default partition, then attached.  Attaching takes
+ * the table and the default partition exclusively, and only when both are
+ * free at once (else another run makes it), so a leave never waits on it;
+ * the table too, because a leave already routed to the default partition
+ * (holding the table's lock, waiting for the default's) would fail its
+ * partition constraint once the day is attached.
  */
 static void
-ensure_day(Oid namespace, Oid default_oid, const char *schema, int64 day)
+ensure_day(Oid namespace, Oid history_oid, Oid default_oid,
+		   const char *schema, int64 day)
 {
 	char		name[NAMEDATALEN];
 	int64		from = day * SECONDS_PER_DAY;
@@ -375,7 +379,8 @@ ensure_day(Oid namespace, Oid default_oid, const char *schema, int64 day)
 	partition_name(day, name);
 	if (OidIsValid(get_relname_relid(name, namespace)))
 		return;
-	if (!ConditionalLockRelationOid(default_oid, AccessExclusiveLock))
+	if (!ConditionalLockRelationOid(history_oid, AccessExclusiveLock) ||
+		!ConditionalLockRelationOid(default_oid, AccessExclusiveLock))
 	{
 		maintenance_pending = true;
 		return;
@@ -463,7 +468,8 @@ presence_history_maintain_now(void)
 		days = lappend(days, makeInteger(atoi(SPI_getvalue(SPI_tuptable->vals[i],
 														   SPI_tuptable->tupdesc, 1))));
 	foreach(lc, days)
-		ensure_day(namespace, default_oid, schema, intVal(lfirst(lc)));
+		ensure_day(namespace, history_oid, default_oid, schema,
+				   intVal(lfirst(lc)));
 
 	values[0] = Int64GetDatum(cutoff_day * SECONDS_PER_DAY);
 	values[1] = Int64GetDatum(presence_batch_size);

@@ -133,9 +133,11 @@ presence_watch_listens(void)
 }
 
 /*
- * Client sessions that may hold the tail: blocked writing to their client
- * first, then in a transaction or a statement, longest first.  Which of
- * them listen is known only here, in C (is_listener).
+ * Client sessions that may hold the tail, read only when the queue is
+ * above the mark: blocked writing to their client first, then in a
+ * transaction or a statement, longest first (an idle session not writing
+ * to its client reads its notifications).  Which of them listen is known
+ * only here, in C (is_listener).
  */
 static PresenceQuery suspects_query = {
 	"SELECT pg_catalog.pg_notification_queue_usage(), a.pid, a.backend_start,"
@@ -147,9 +149,15 @@ static PresenceQuery suspects_query = {
 	" FROM (SELECT 1) AS one LEFT JOIN pg_catalog.pg_stat_activity AS a"
 	" ON a.backend_type" EQ "'client backend'"
 	" AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
+	" AND (a.state OPERATOR(pg_catalog.<>) 'idle'"
+	"      OR a.wait_event IS NOT DISTINCT FROM 'ClientWrite')"
 	" ORDER BY a.wait_event IS NOT DISTINCT FROM 'ClientWrite' DESC,"
 	" a.xact_start IS NULL, coalesce(a.xact_start, a.state_change)",
 	0, {InvalidOid}
+};
+
+static PresenceQuery usage_query = {
+	"SELECT pg_catalog.pg_notification_queue_usage()", 0, {InvalidOid}
 };
 
 static PresenceQuery terminate_query = {
@@ -216,7 +224,7 @@ presence_watch_notify_queue(void)
 	double		usage;
 	bool		isnull;
 
-	presence_execute(&suspects_query, NULL, NULL, true, 0);
+	presence_execute(&usage_query, NULL, NULL, true, 0);
 	usage = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 1, &isnull));
 	if (usage < presence_notify_queue_warning)
@@ -225,6 +233,7 @@ presence_watch_notify_queue(void)
 		nstalled = 0;
 		return;
 	}
+	presence_execute(&suspects_query, NULL, NULL, true, 0);
 
 	initStringInfo(&suspects);
 	for (uint64 i = 0; i < SPI_processed; i++)
