@@ -22,7 +22,6 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
-
 #define SECONDS_PER_DAY 86400
 #define DIV " OPERATOR(pg_catalog./) "
 #define HISTORY_TABLE "presence_history"

@@ -27,10 +27,8 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-
 /* The longest lease a worker may take. */
 #define PRESENCE_MAX_LEASE "100 years"
-
 
 /* A bound worker is alive while a backend with its pid and start runs. */
 #define BACKEND_ALIVE(w) \
