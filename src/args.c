@@ -239,7 +239,7 @@ until_from_timestamptz(TimestampTz until)
 {
 	int64		epoch_us;
 
-	if (TIMESTAMP_NOT_FINITE(until) ||
+	if (TIMESTAMP_IS_NOEND(until) ||
 		until > GetCurrentTransactionStartTimestamp() +
 		MAX_UNTIL_AHEAD_S * USECS_PER_SEC)
 		ereport(ERROR,
@@ -247,7 +247,7 @@ until_from_timestamptz(TimestampTz until)
 				 errmsg("until_ts must be at most %s ahead", MAX_UNTIL_AHEAD),
 				 errdetail("It is %s.", timestamptz_to_str(until))));
 	epoch_us = until + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
-	if (epoch_us <= 0)
+	if (TIMESTAMP_IS_NOBEGIN(until) || epoch_us <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("until_ts must be after 1970-01-01 00:00:00+00"),

@@ -470,7 +470,7 @@ refuse_registration(const char *worker_id)
 				 errmsg("worker_id \"%s\" is in use by the connection of backend pid %d",
 						worker_id, backend_pid),
 				 errdetail("presence_worker_start() bound it to that connection, which is still open."),
-				 errhint("Give each gateway process a worker id of its own; to take this one over from that connection, pass takeover => true.")));
+				 errhint("Give each gateway process a worker id of its own.  To take this one over (say, from a lost connection of your own whose backend has not exited yet), pass takeover => true.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied for worker_id \"%s\"", worker_id),
