@@ -102,5 +102,31 @@ for my $case ([ 'a timestamptz', q{now() + interval '2 s'} ], [ 'an interval', q
 }
 
 is($pool->selectrow_array(q{SELECT presence_worker_stop('gw-21')}), 1, 'cleanup');
+
+# The app role presence_app is cluster-wide: a second database's CREATE
+# EXTENSION reuses it, DROP EXTENSION there leaves it (and this database's
+# grants), and CREATE EXTENSION again grants it again.
+$admin->do('CREATE ROLE mistakes_app LOGIN');
+$admin->do('GRANT presence_app TO mistakes_app');
+$admin->do('CREATE DATABASE app2');
+my $admin2 = connect_db(db => 'app2');
+$admin2->do('CREATE EXTENSION presence');
+my $app = connect_db(user => 'mistakes_app');
+my $app2 = connect_db(db => 'app2', user => 'mistakes_app');
+ok($app->selectrow_array(q{SELECT presence_track('mist:room', 9, 'user:9')}), 'the app role tracks in postgres');
+ok($app2->selectrow_array(q{SELECT presence_track('mist:room', 9, 'user:9')}), 'and in app2');
+$app2->disconnect;
+$admin2->do('DROP EXTENSION presence');
+is($admin->selectrow_array(q{SELECT count(*) FROM pg_roles WHERE rolname = 'presence_app'}), 1,
+	'DROP EXTENSION in app2 leaves the role');
+ok($app->selectrow_array(q{SELECT presence_untrack('mist:room', 9)}), 'and its grants in postgres');
+$admin2->do('CREATE EXTENSION presence');
+$app2 = connect_db(db => 'app2', user => 'mistakes_app');
+ok($app2->selectrow_array(q{SELECT presence_track('mist:room', 9, 'user:9')}), 'CREATE EXTENSION again grants it again');
+my ($state) = try_sql($app2, q{SELECT presence_prune_dead_workers()});
+is($state, '42501', 'the maintenance is not the app role\'s');
+$app2->disconnect;
+$app->disconnect;
+$admin2->disconnect;
 server_log_ok();
 done_testing;
