@@ -727,3 +727,143 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- presence 1.1's refusals of gateway mistakes (issue 21) -------------------
+--
+-- presence_worker_start gains takeover.  Through the proxy every worker is
+-- leased, and a leased worker is never refused for being bound to another
+-- connection, so takeover changes nothing here; it is taken for the same
+-- signature.
+DROP FUNCTION presence_worker_start(text, interval);
+
+CREATE FUNCTION presence_worker_start(worker_id text DEFAULT NULL,
+                                      lease interval DEFAULT NULL,
+                                      takeover boolean DEFAULT false)
+RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF worker_id IS NULL OR lease IS NULL THEN
+        RAISE EXCEPTION '% is NULL: connection-bound workers cannot work through presence_proxy',
+                        CASE WHEN worker_id IS NULL THEN 'worker_id' ELSE 'lease' END
+              USING ERRCODE = 'feature_not_supported',
+                    DETAIL = 'Calls reach the shards on PL/Proxy''s pooled connections, not on this one.',
+                    HINT = 'Use a leased worker: presence_worker_start(''gw-1'', ''30 seconds'') and presence_heartbeat(''gw-1'') within the lease.';
+    END IF;
+    PERFORM presence_proxy.worker_start(worker_id, lease);
+    PERFORM pg_catalog.set_config('presence.worker_id', worker_id, false);
+    RETURN worker_id;
+END
+$$;
+
+-- presence_set_status's other forms of until_ts: PL/Proxy passes the typed
+-- argument on, so the shard's own form reads (and checks) it.
+CREATE FUNCTION presence_proxy.set_status_text(topic text, fd integer,
+                                               state text, note text,
+                                               until_ts text, worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_set_status;
+$$;
+
+CREATE FUNCTION presence_proxy.set_status_at(topic text, fd integer,
+                                             state text, note text,
+                                             until_ts timestamptz,
+                                             worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_set_status;
+$$;
+
+CREATE FUNCTION presence_proxy.set_status_for(topic text, fd integer,
+                                              state text, note text,
+                                              until_ts interval,
+                                              worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_set_status;
+$$;
+
+CREATE FUNCTION presence_set_status(topic text, fd integer, state text,
+                                    note text, until_ts text,
+                                    worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.set_status_text(topic, fd, state, note, until_ts,
+                                            presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_set_status(topic text, fd integer, state text,
+                                    note text, until_ts timestamptz,
+                                    worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.set_status_at(topic, fd, state, note, until_ts,
+                                          presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_set_status(topic text, fd integer, state text,
+                                    note text, until_ts interval,
+                                    worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$ SELECT presence_proxy.set_status_for(topic, fd, state, note, until_ts,
+                                           presence_proxy.worker(worker_id)) $$;
+
+REVOKE ALL ON FUNCTION
+    presence_worker_start(text, interval, boolean),
+    presence_proxy.set_status_text(text, integer, text, text, text, text),
+    presence_proxy.set_status_at(text, integer, text, text, timestamptz, text),
+    presence_proxy.set_status_for(text, integer, text, text, interval, text),
+    presence_set_status(text, integer, text, text, text, text),
+    presence_set_status(text, integer, text, text, timestamptz, text),
+    presence_set_status(text, integer, text, text, interval, text)
+    FROM PUBLIC;
+
+-- The app role, as in presence (GRANT presence_app TO app): the same
+-- cluster-wide NOLOGIN role, made when missing, granted the API and
+-- presence_shard(s), without the maintenance (sweep, prune,
+-- history_maintain), which each shard's background worker runs.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles
+                    WHERE rolname OPERATOR(pg_catalog.=) 'presence_app') THEN
+        CREATE ROLE presence_app NOLOGIN;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;   -- another database's CREATE EXTENSION made it meanwhile
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION
+    presence_track(text, integer, text, text, text, text, jsonb),
+    presence_untrack(text, integer, text),
+    presence_untrack_by_fd(integer, text),
+    presence_clear(text),
+    presence_list(text, text),
+    presence_list_global(text),
+    presence_count(text, text),
+    presence_count_humans(text, text),
+    presence_count_agents(text, text),
+    presence_count_global(text),
+    presence_count_humans_global(text),
+    presence_count_agents_global(text),
+    presence_set_status(text, integer, text, text, bigint, text),
+    presence_set_status(text, integer, text, text, text, text),
+    presence_set_status(text, integer, text, text, timestamptz, text),
+    presence_set_status(text, integer, text, text, interval, text),
+    presence_clear_status(text, integer, text),
+    presence_set_meta(text, integer, jsonb, text),
+    presence_find_entry(text, integer, text),
+    presence_diff_topic(text),
+    presence_snapshot(text),
+    presence_channel(text),
+    presence_epoch(),
+    presence_worker_start(text, interval, boolean),
+    presence_heartbeat(text),
+    presence_worker_stop(text),
+    presence_principals(text),
+    presence_count_principals(text),
+    presence_history(text, bigint, bigint),
+    presence_last_seen(text, text),
+    presence_shard(text),
+    presence_shards()
+    TO presence_app;
