@@ -248,8 +248,12 @@ static PresenceQuery unregister_dead_remembering_query = {
 /* Ended registrations are remembered this long (a day). */
 #define ENDED_WORKER_RETENTION_S (24 * 60 * 60)
 
+/* Skipping a row an open transaction holds (a start of that id). */
 static PresenceQuery forget_ended_query = {
-	"DELETE FROM %1$s.presence_ended_worker WHERE ended_ts" LT "$1",
+	"DELETE FROM %1$s.presence_ended_worker AS e"
+	" USING (SELECT worker_id FROM %1$s.presence_ended_worker"
+	"        WHERE ended_ts" LT "$1" SKIP_LOCKED ") AS old"
+	" WHERE e.worker_id" EQ "old.worker_id",
 	1, {INT8OID}
 };
 
