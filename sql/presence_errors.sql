@@ -256,6 +256,14 @@ SELECT presence_set_status(repeat('t', 255), 0, 'blocked', repeat('é', 512),
 SELECT octet_length(topic), octet_length(principal_id), octet_length(agent_id),
        octet_length(worker_id), octet_length(status_note)
   FROM tep_presence WHERE fd = 0;
+-- until_ts exactly 100 years (of 365.25 days) ahead, in each form.
+SELECT presence_set_status(repeat('t', 255), 0, 'busy', '',
+                           trunc(extract(epoch FROM now()))::bigint + 3155760000,
+                           repeat('w', 255)) AS seconds,
+       presence_set_status(repeat('t', 255), 0, 'busy', '',
+                           now() + interval '100 years', repeat('w', 255)) AS timestamptz,
+       presence_set_status(repeat('t', 255), 0, 'busy', '',
+                           interval '100 years', repeat('w', 255)) AS interval;
 ROLLBACK;
 
 ----------------------------------------------------------------------------
