@@ -258,6 +258,163 @@ ALTER TABLE tep_presence_worker ALTER COLUMN owner
 -- written before the update keep their pages until VACUUM FULL.
 ALTER TABLE presence_topic_seq SET (fillfactor = 20);
 
+-- Workers that refuse mistakes ---------------------------------------------
+--
+-- presence_worker_start gains takeover, last (1.0's positional calls keep
+-- their meaning): a live worker bound to another connection is refused
+-- (55006, naming that connection's pid) unless takeover => true, so that
+-- two processes given one id cannot take it from each other silently.
+-- The roles granted the 1.0 function are granted the new one.
+CREATE FUNCTION presence_worker_start(worker_id text DEFAULT NULL,
+                                      lease interval DEFAULT NULL,
+                                      takeover boolean DEFAULT false)
+RETURNS text
+AS 'MODULE_PATHNAME', 'presence_worker_start'
+LANGUAGE C VOLATILE SECURITY DEFINER;
+
+-- presence_set_status also takes the expiry as a timestamptz, or as an
+-- interval from now.  note and until_ts have no default here, so that a
+-- call without until_ts, or with an integer, still resolves to the bigint
+-- form.  The text form is for untyped parameters (node-postgres sends
+-- them): among the other three an unknown until_ts would be ambiguous, so
+-- PostgreSQL takes the one with a text argument, which reads it as 1.0
+-- did, as a bigint.
+CREATE FUNCTION presence_set_status(topic text, fd integer, state text,
+                                    note text, until_ts text,
+                                    worker_id text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'presence_set_status_text'
+LANGUAGE C VOLATILE SECURITY DEFINER;
+
+CREATE FUNCTION presence_set_status(topic text, fd integer, state text,
+                                    note text, until_ts timestamptz,
+                                    worker_id text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'presence_set_status_at'
+LANGUAGE C VOLATILE SECURITY DEFINER;
+
+CREATE FUNCTION presence_set_status(topic text, fd integer, state text,
+                                    note text, until_ts interval,
+                                    worker_id text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'presence_set_status_for'
+LANGUAGE C VOLATILE SECURITY DEFINER;
+
+REVOKE ALL ON FUNCTION
+    presence_worker_start(text, interval, boolean),
+    presence_set_status(text, integer, text, text, text, text),
+    presence_set_status(text, integer, text, text, timestamptz, text),
+    presence_set_status(text, integer, text, text, interval, text)
+    FROM PUBLIC;
+
+-- The roles granted 1.0's worker_start or set_status get the new forms.
+DO $$
+DECLARE
+    pair text[];
+    grantee regrole;
+BEGIN
+    FOREACH pair SLICE 1 IN ARRAY ARRAY[
+        ['presence_worker_start(text, interval)',
+         'presence_worker_start(text, interval, boolean)'],
+        ['presence_set_status(text, integer, text, text, bigint, text)',
+         'presence_set_status(text, integer, text, text, text, text)'],
+        ['presence_set_status(text, integer, text, text, bigint, text)',
+         'presence_set_status(text, integer, text, text, timestamptz, text)'],
+        ['presence_set_status(text, integer, text, text, bigint, text)',
+         'presence_set_status(text, integer, text, text, interval, text)']]
+    LOOP
+        FOR grantee IN
+            SELECT a.grantee::regrole
+              FROM pg_catalog.pg_proc p,
+                   pg_catalog.aclexplode(p.proacl) a
+             WHERE p.oid OPERATOR(pg_catalog.=) pair[1]::pg_catalog.regprocedure
+               AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+               AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+               AND a.grantee OPERATOR(pg_catalog.<>) 0
+        LOOP
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s',
+                                      pair[2], grantee);
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+DROP FUNCTION presence_worker_start(text, interval);
+
+-- Named connection-bound workers whose connection ended: the prune moves
+-- them here from tep_presence_worker (with the pid they were bound to), so
+-- that a later track, status change or heartbeat of the id from another
+-- connection is refused (55000) instead of registering it again as a
+-- heartbeat worker tied to nothing.  presence_worker_start and
+-- presence_worker_stop of the id forget it; the prune forgets it after a
+-- day.  Live connection state, like the other tables: not dumped.
+CREATE TABLE presence_ended_worker (
+    worker_id   text    PRIMARY KEY,
+    backend_pid integer NOT NULL,
+    ended_ts    bigint  NOT NULL
+);
+
+CREATE INDEX presence_ended_worker_ended_idx
+    ON presence_ended_worker (ended_ts);
+
+REVOKE ALL ON presence_ended_worker FROM PUBLIC;
+
+-- The app role ---------------------------------------------------------------
+--
+-- presence_app: everything a gateway needs, in one grant (GRANT presence_app
+-- TO app), as pg_monitor is for monitoring.  It is NOLOGIN, made here when
+-- the cluster has none yet: roles are cluster-wide, so every database with
+-- the extension grants its functions to the same role, and DROP EXTENSION
+-- leaves it (its grants in that database go with the functions).  Outside
+-- it, for the owner and whoever the owner grants them to: the maintenance
+-- that acts on every worker's entries whoever owns them, or on the history
+-- table as a whole (presence_sweep_expired_status,
+-- presence_prune_dead_workers, presence_history_maintain); the background
+-- worker runs them.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles
+                    WHERE rolname OPERATOR(pg_catalog.=) 'presence_app') THEN
+        CREATE ROLE presence_app NOLOGIN;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;   -- another database's CREATE EXTENSION made it meanwhile
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION
+    presence_track(text, integer, text, text, text, text, jsonb),
+    presence_untrack(text, integer, text),
+    presence_untrack_by_fd(integer, text),
+    presence_clear(text),
+    presence_list(text, text),
+    presence_list_global(text),
+    presence_count(text, text),
+    presence_count_humans(text, text),
+    presence_count_agents(text, text),
+    presence_count_global(text),
+    presence_count_humans_global(text),
+    presence_count_agents_global(text),
+    presence_set_status(text, integer, text, text, bigint, text),
+    presence_set_status(text, integer, text, text, text, text),
+    presence_set_status(text, integer, text, text, timestamptz, text),
+    presence_set_status(text, integer, text, text, interval, text),
+    presence_clear_status(text, integer, text),
+    presence_set_meta(text, integer, jsonb, text),
+    presence_find_entry(text, integer, text),
+    presence_diff_topic(text),
+    presence_snapshot(text),
+    presence_channel(text),
+    presence_epoch(),
+    presence_worker_start(text, interval, boolean),
+    presence_heartbeat(text),
+    presence_worker_stop(text),
+    presence_principals(text),
+    presence_count_principals(text),
+    presence_history(text, bigint, bigint),
+    presence_last_seen(text, text)
+    TO presence_app;
+
 -- The functions run as their caller (SECURITY INVOKER), and their C code
 -- runs its work as the tables' owner (src/args.c, presence_call_as_owner):
 -- the role a call acts for is then the one PostgreSQL checked EXECUTE for,

@@ -622,9 +622,12 @@ AS $$ SELECT presence_proxy.channel(topic) $$;
 -- Registers a leased worker on every shard and makes it this proxy
 -- session's worker.  A NULL lease (bound to the connection) or a NULL id
 -- (the connection's own id) would name PL/Proxy's pooled connections, so
--- both are refused.
+-- both are refused.  takeover is taken for presence's signature: every
+-- worker here is leased, and a leased worker is never refused for being
+-- bound to another connection, so it changes nothing.
 CREATE FUNCTION presence_worker_start(worker_id text DEFAULT NULL,
-                                      lease interval DEFAULT NULL)
+                                      lease interval DEFAULT NULL,
+                                      takeover boolean DEFAULT false)
 RETURNS text LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -748,6 +751,139 @@ BEGIN
          WHERE e.extname = 'presence_proxy'
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$$;
+
+-- presence_set_status's other forms of until_ts: PL/Proxy passes the typed
+-- argument on, so the shard's own form reads (and checks) it.
+CREATE FUNCTION presence_proxy.set_status_text(topic text, fd integer,
+                                               state text, note text,
+                                               until_ts text, worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_set_status;
+$$;
+
+CREATE FUNCTION presence_proxy.set_status_at(topic text, fd integer,
+                                             state text, note text,
+                                             until_ts timestamptz,
+                                             worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_set_status;
+$$;
+
+CREATE FUNCTION presence_proxy.set_status_for(topic text, fd integer,
+                                              state text, note text,
+                                              until_ts interval,
+                                              worker_id text)
+RETURNS boolean LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_set_status;
+$$;
+
+CREATE FUNCTION presence_set_status(topic text, fd integer, state text,
+                                    note text, until_ts text,
+                                    worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT presence_proxy.set_status_text(topic, fd, state, note, until_ts,
+                                            presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_set_status(topic text, fd integer, state text,
+                                    note text, until_ts timestamptz,
+                                    worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT presence_proxy.set_status_at(topic, fd, state, note, until_ts,
+                                          presence_proxy.worker(worker_id)) $$;
+
+CREATE FUNCTION presence_set_status(topic text, fd integer, state text,
+                                    note text, until_ts interval,
+                                    worker_id text DEFAULT NULL)
+RETURNS boolean LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT presence_proxy.set_status_for(topic, fd, state, note, until_ts,
+                                           presence_proxy.worker(worker_id)) $$;
+
+REVOKE ALL ON FUNCTION
+    presence_proxy.set_status_text(text, integer, text, text, text, text),
+    presence_proxy.set_status_at(text, integer, text, text, timestamptz, text),
+    presence_proxy.set_status_for(text, integer, text, text, interval, text),
+    presence_set_status(text, integer, text, text, text, text),
+    presence_set_status(text, integer, text, text, timestamptz, text),
+    presence_set_status(text, integer, text, text, interval, text)
+    FROM PUBLIC;
+
+-- The app role, as in presence (GRANT presence_app TO app): the same
+-- cluster-wide NOLOGIN role, made when missing, granted the API and
+-- presence_shard(s), without the maintenance (sweep, prune,
+-- history_maintain), which each shard's background worker runs.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles
+                    WHERE rolname OPERATOR(pg_catalog.=) 'presence_app') THEN
+        CREATE ROLE presence_app NOLOGIN;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;   -- another database's CREATE EXTENSION made it meanwhile
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION
+    presence_track(text, integer, text, text, text, text, jsonb),
+    presence_untrack(text, integer, text),
+    presence_untrack_by_fd(integer, text),
+    presence_clear(text),
+    presence_list(text, text),
+    presence_list_global(text),
+    presence_count(text, text),
+    presence_count_humans(text, text),
+    presence_count_agents(text, text),
+    presence_count_global(text),
+    presence_count_humans_global(text),
+    presence_count_agents_global(text),
+    presence_set_status(text, integer, text, text, bigint, text),
+    presence_set_status(text, integer, text, text, text, text),
+    presence_set_status(text, integer, text, text, timestamptz, text),
+    presence_set_status(text, integer, text, text, interval, text),
+    presence_clear_status(text, integer, text),
+    presence_set_meta(text, integer, jsonb, text),
+    presence_find_entry(text, integer, text),
+    presence_diff_topic(text),
+    presence_snapshot(text),
+    presence_channel(text),
+    presence_epoch(),
+    presence_worker_start(text, interval, boolean),
+    presence_heartbeat(text),
+    presence_worker_stop(text),
+    presence_principals(text),
+    presence_count_principals(text),
+    presence_history(text, bigint, bigint),
+    presence_last_seen(text, text),
+    presence_shard(text),
+    presence_shards()
+    TO presence_app;
+
+-- The wrappers run as their caller, so the role also needs the internal
+-- functions they call (not the maintenance ones), and the administrator
+-- grants it USAGE on the foreign server (README, "More than one server").
+GRANT USAGE ON SCHEMA presence_proxy TO presence_app;
+DO $$
+DECLARE
+    f pg_catalog.regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::pg_catalog.regprocedure
+          FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace OPERATOR(pg_catalog.=)
+               'presence_proxy'::pg_catalog.regnamespace
+           AND p.proname OPERATOR(pg_catalog.<>) ALL (ARRAY[
+               'prune_dead_workers_on', 'sweep_expired_status_on',
+               'history_maintain_on']::pg_catalog.name[])
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO presence_app', f);
     END LOOP;
 END
 $$;

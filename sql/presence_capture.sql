@@ -5,7 +5,8 @@
 -- must see every function behave exactly as usual; any capture raises.
 SET client_min_messages = warning;
 CREATE ROLE regress_capture_app;
-GRANT EXECUTE ON FUNCTION presence_track, presence_untrack, presence_untrack_by_fd, presence_list, presence_list_global, presence_count, presence_count_humans, presence_count_agents, presence_count_global, presence_count_humans_global, presence_count_agents_global, presence_set_status, presence_clear_status, presence_find_entry, presence_sweep_expired_status, presence_clear, presence_diff_topic, presence_snapshot, presence_epoch, presence_worker_start, presence_heartbeat, presence_worker_stop, presence_prune_dead_workers, presence_set_meta, presence_history, presence_last_seen, presence_history_maintain, presence_principals, presence_count_principals TO regress_capture_app;
+GRANT presence_app TO regress_capture_app;
+GRANT EXECUTE ON FUNCTION presence_sweep_expired_status, presence_prune_dead_workers, presence_history_maintain TO regress_capture_app;
 CREATE SCHEMA regress_capture AUTHORIZATION regress_capture_app;
 -- Dead workers of every kind and an orphan entry, so that every query of
 -- presence_prune_dead_workers runs under the hostile path below.
@@ -43,6 +44,9 @@ CREATE FUNCTION regress_capture.boomo(oid, oid) RETURNS boolean LANGUAGE plpgsql
 CREATE FUNCTION regress_capture.boomdiv(bigint, integer) RETURNS bigint LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured /'; END$$;
 CREATE OPERATOR regress_capture.= (leftarg = oid, rightarg = oid, function = regress_capture.boomo);
 CREATE OPERATOR regress_capture.~ (leftarg = text, rightarg = text, function = regress_capture.boom2);
+CREATE OPERATOR regress_capture.!~ (leftarg = text, rightarg = text, function = regress_capture.boom2);
+CREATE OPERATOR regress_capture.<> (leftarg = integer, rightarg = integer, function = regress_capture.boomi);
+CREATE OPERATOR regress_capture.<> (leftarg = timestamptz, rightarg = timestamptz, function = regress_capture.boomts);
 CREATE OPERATOR regress_capture.< (leftarg = text, rightarg = text, function = regress_capture.boom2);
 CREATE OPERATOR regress_capture./ (leftarg = bigint, rightarg = integer, function = regress_capture.boomdiv);
 CREATE OPERATOR regress_capture.>= (leftarg = bigint, rightarg = integer, function = regress_capture.boombi);
@@ -72,13 +76,14 @@ CREATE FUNCTION regress_capture.pg_has_role(oid, oid, text) RETURNS boolean LANG
 CREATE TEMP TABLE tep_presence (x int);
 CREATE TEMP TABLE tep_presence_worker (x int);
 CREATE TEMP TABLE presence_topic_seq (x int);
+CREATE TEMP TABLE presence_ended_worker (x int);
 CREATE TEMP TABLE presence_history (x int);
 CREATE TEMP TABLE presence_history_default (x int);
 SET search_path = regress_capture, pg_temp, public, pg_catalog;
 SELECT presence_worker_start('cap');
 -- Registering again (the owner's check on the conflicting row), taking a
 -- dead worker of another role over, and a track that registers its worker.
-SELECT presence_worker_start('cap'), presence_worker_start('cap-takeover', '1 hour');
+SELECT presence_worker_start('cap'), presence_worker_start('cap-takeover', '1 hour', takeover => true);
 SELECT presence_track('t2', 9, 'u', worker_id => 'cap-new'), presence_worker_stop('cap-new'), presence_worker_stop('cap-takeover');
 SELECT presence_worker_start('cap');
 SELECT presence_worker_start('lease', '1 hour');
@@ -95,6 +100,12 @@ SELECT pg_catalog.count(*) FROM presence_list_global('t');
 SELECT (presence_find_entry('t', 1)).fd, presence_diff_topic('t'), presence_snapshot('t2') IS NOT NULL, presence_epoch() IS NOT NULL;
 SELECT presence_untrack('t', 2), presence_untrack_by_fd(1), presence_clear();
 SELECT presence_prune_dead_workers(), presence_worker_stop('lease'), presence_worker_stop();
+-- The prune remembered the named bound worker; its id is refused, and
+-- worker_stop forgets it.
+\set VERBOSITY terse
+SELECT presence_track('t', 3, 'u', worker_id => 'cap-dead-bound');
+\set VERBOSITY default
+SELECT presence_worker_stop('cap-dead-bound');
 SELECT pg_catalog.count(*) AS dead_left FROM presence_list_global('t3');
 SELECT presence_last_seen('u') IS NOT NULL AS seen, presence_last_seen('u', 't3') IS NOT NULL AS seen_t3;
 SELECT presence_history_maintain();

@@ -133,6 +133,23 @@ INSERT INTO cases (q) VALUES
   ($$SELECT presence_set_status('room', 1, 'busy', 'n', -1)$$),
   ($$SELECT presence_set_status('room', 1, 'busy', 'n', 0, '')$$),
   ($$SELECT presence_set_status('room', 1, 'busy', 'n', 0, repeat('x', 256))$$),
+-- until_ts: at most 100 years ahead (milliseconds are refused), in each form
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', (extract(epoch FROM now()) * 1000)::bigint)$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', 9223372036854775807)$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', extract(epoch FROM now())::bigint + 3155760001)$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', '1796000000000')$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', '-1'::text)$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', 'soon'::text)$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', NULL::text)$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', now() + interval '101 years')$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', 'infinity'::timestamptz)$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', '-infinity'::timestamptz)$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', timestamptz '1970-01-01 00:00:00+00')$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', NULL::timestamptz, 'gw-1')$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', interval '0')$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', interval '-1 second')$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', interval '100 years 1 day')$$),
+  ($$SELECT presence_set_status('room', 1, 'busy', 'n', NULL::interval)$$),
 -- presence_clear_status
   ($$SELECT presence_clear_status(NULL, 1)$$),
   ($$SELECT presence_clear_status('', 1)$$),
@@ -165,6 +182,7 @@ INSERT INTO cases (q) VALUES
   ($$SELECT presence_worker_start('gw-9', interval '-1 day')$$),
   ($$SELECT presence_worker_start('gw-9', interval '1 month -31 days')$$),
   ($$SELECT presence_worker_start('gw-9', interval '100000000 years')$$),
+  ($$SELECT presence_worker_start('gw-9', NULL, NULL)$$),
   ($$SELECT presence_heartbeat('')$$),
   ($$SELECT presence_heartbeat(repeat('x', 256))$$),
   ($$SELECT presence_heartbeat('no-such-worker')$$),
@@ -238,6 +256,14 @@ SELECT presence_set_status(repeat('t', 255), 0, 'blocked', repeat('é', 512),
 SELECT octet_length(topic), octet_length(principal_id), octet_length(agent_id),
        octet_length(worker_id), octet_length(status_note)
   FROM tep_presence WHERE fd = 0;
+-- until_ts exactly 100 years (of 365.25 days) ahead, in each form.
+SELECT presence_set_status(repeat('t', 255), 0, 'busy', '',
+                           trunc(extract(epoch FROM now()))::bigint + 3155760000,
+                           repeat('w', 255)) AS seconds,
+       presence_set_status(repeat('t', 255), 0, 'busy', '',
+                           now() + interval '100 years', repeat('w', 255)) AS timestamptz,
+       presence_set_status(repeat('t', 255), 0, 'busy', '',
+                           interval '100 years', repeat('w', 255)) AS interval;
 ROLLBACK;
 
 ----------------------------------------------------------------------------

@@ -28,6 +28,19 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE || ': ' || SQLERRM;
 END
 $$;
+-- A statement's error: SQLSTATE, message, detail and hint.
+CREATE FUNCTION pg_temp.full_error(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    state text; msg text; detail text; hint text;
+BEGIN
+    EXECUTE q;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+    RETURN format(E'%s: %s\nDETAIL: %s\nHINT: %s', state, msg, detail, hint);
+END
+$$;
 -- A worker row, normalised: kind of worker and whether times are fresh.
 CREATE FUNCTION pg_temp.worker(id text)
 RETURNS TABLE (kind text, last_seen_fresh boolean, lease interval,
@@ -233,7 +246,111 @@ COMMIT;
 -- One leave diff per entry: 4 dead workers x 1 entry in each topic.
 SELECT pg_temp.seq('pa') AS pa, pg_temp.seq('pb') AS pb;
 
+----------------------------------------------------------------------------
+-- presence_worker_start refuses a live worker bound to another connection
+-- (55006, naming its pid), whatever the role, unless takeover => true.
+-- The other connection here is the checkpointer's: a live backend of
+-- pg_stat_activity (test/isolation/specs/worker_takeover.spec has two
+-- real sessions).
+----------------------------------------------------------------------------
+DELETE FROM tep_presence;
+DELETE FROM tep_presence_worker;
+DELETE FROM presence_ended_worker;
+INSERT INTO tep_presence_worker (worker_id, last_seen_ts, backend_pid, backend_start)
+SELECT 'gw-held', pg_temp.now_s(), pid, backend_start
+  FROM pg_stat_activity WHERE backend_type = 'checkpointer';
+INSERT INTO tep_presence (worker_id, topic, fd, principal_id, since_ts)
+VALUES ('gw-held', 'held', 1, 'p', 1);
+CREATE FUNCTION pg_temp.try_held(q text) RETURNS text LANGUAGE sql AS
+$$ SELECT replace(pg_temp.try(q),
+                  (SELECT pid::text FROM pg_stat_activity WHERE backend_type = 'checkpointer'),
+                  '<checkpointer pid>') $$;
+SELECT pg_temp.try_held($$SELECT presence_worker_start('gw-held')$$) AS start_held;
+SELECT pg_temp.try_held($$SELECT presence_worker_start('gw-held', interval '1 hour')$$) AS start_held_leased;
+SELECT pg_temp.try_held($$SELECT presence_worker_start('gw-held', takeover => false)$$) AS start_held_no_takeover;
+SELECT replace(pg_temp.full_error($$SELECT presence_worker_start('gw-held')$$),
+               (SELECT pid::text FROM pg_stat_activity WHERE backend_type = 'checkpointer'),
+               '<checkpointer pid>') AS error;
+-- Refused: nothing changed.
+SELECT * FROM pg_temp.worker('gw-held');
+SELECT count(*) AS held_entries FROM tep_presence WHERE worker_id = 'gw-held';
+-- Taken over: bound to this connection, its entries gone.
+SELECT presence_worker_start('gw-held', takeover => true) AS taken_over;
+SELECT kind FROM pg_temp.worker('gw-held');
+SELECT count(*) AS held_entries FROM tep_presence WHERE worker_id = 'gw-held';
+-- Started again from its own connection: no takeover needed.
+SELECT presence_worker_start('gw-held') AS restarted_here;
+-- A dead bound worker, a leased or a heartbeat one need none either.
+INSERT INTO tep_presence_worker (worker_id, last_seen_ts, backend_pid, backend_start, lease, lease_until) VALUES
+  ('gw-held-dead', 1, pg_backend_pid(), '2000-01-01', NULL, NULL),
+  ('gw-held-lease', 1, NULL, NULL, '1 hour', clock_timestamp() + interval '1 hour'),
+  ('gw-held-tep', pg_temp.now_s(), NULL, NULL, NULL, NULL);
+SELECT presence_worker_start('gw-held-dead'), presence_worker_start('gw-held-lease'),
+       presence_worker_start('gw-held-tep', interval '1 minute');
+RESET presence.worker_id;
+
+----------------------------------------------------------------------------
+-- A named worker whose connection ended: the prune removes its entries
+-- and its row and remembers it, so that a track, status change or
+-- heartbeat of the id (from another connection, a pool) fails with 55000
+-- instead of registering it again as a heartbeat worker.  Leaves find
+-- nothing.  Connection ids are not remembered (no other connection may use
+-- them), nor are Tep's heartbeat ids, which keep registering on first use.
+----------------------------------------------------------------------------
+DELETE FROM tep_presence;
+DELETE FROM tep_presence_worker;
+INSERT INTO tep_presence_worker (worker_id, last_seen_ts, backend_pid, backend_start) VALUES
+  ('gw-gone', pg_temp.now_s(), pg_backend_pid(), '2000-01-01'),
+  ('pg-1-1', pg_temp.now_s(), pg_backend_pid(), '2000-01-01'),
+  ('gw-gone-tep', 1, NULL, NULL);
+INSERT INTO tep_presence (worker_id, topic, fd, principal_id, since_ts)
+VALUES ('gw-gone', 'ended', 1, 'p', 1), ('pg-1-1', 'ended', 2, 'p', 1);
+SELECT presence_prune_dead_workers() AS pruned;
+SELECT worker_id, backend_pid = pg_backend_pid() AS its_pid,
+       ended_ts BETWEEN pg_temp.now_s() AND pg_temp.now_s() + 1 AS ended_now
+  FROM presence_ended_worker;
+SELECT pg_temp.seq('ended') AS seq_before \gset
+SELECT pg_temp.try($$SELECT presence_track('ended', 1, 'p', worker_id => 'gw-gone')$$) AS track;
+SELECT pg_temp.try($$SELECT presence_set_status('ended', 1, 'busy', '', 0, 'gw-gone')$$) AS set_status;
+SELECT pg_temp.try($$SELECT presence_set_status('ended', 1, 'busy', '', interval '1 minute', 'gw-gone')$$) AS set_status_for;
+SELECT pg_temp.try($$SELECT presence_clear_status('ended', 1, 'gw-gone')$$) AS clear_status;
+SELECT pg_temp.try($$SELECT presence_set_meta('ended', 1, '{}', 'gw-gone')$$) AS set_meta;
+SELECT pg_temp.try($$SELECT presence_heartbeat('gw-gone')$$) AS heartbeat;
+SET presence.worker_id = 'gw-gone';
+SELECT pg_temp.try($$SELECT presence_track('ended', 1, 'p')$$) AS track_via_guc;
+RESET presence.worker_id;
+SELECT presence_untrack('ended', 1, 'gw-gone') AS untrack,
+       presence_untrack_by_fd(1, 'gw-gone') AS untrack_by_fd,
+       presence_clear('gw-gone') AS clear;
+-- The error in full (the pid and time masked).
+SELECT regexp_replace(replace(pg_temp.full_error($$SELECT presence_track('ended', 1, 'p', worker_id => 'gw-gone')$$),
+                              pg_backend_pid()::text, '<pid>'),
+                      'removed at [^\n]*\.', 'removed at <time>.') AS error;
+-- Nothing registered, nothing emitted.
+SELECT count(*) AS gone_rows FROM tep_presence_worker WHERE worker_id = 'gw-gone';
+SELECT pg_temp.seq('ended') = :seq_before AS no_diff;
+-- Tep's heartbeat ids still register on first use; a stale heartbeat row
+-- (not connection-bound) is not remembered either.
+SELECT presence_track('ended', 3, 'p', worker_id => 'tep-new') AS tep_track,
+       presence_track('ended', 4, 'p', worker_id => 'gw-gone-tep') AS stale_tep_track;
+SELECT * FROM pg_temp.worker('tep-new');
+-- presence_worker_start registers it again and forgets its end.
+SELECT presence_worker_start('gw-gone') AS started_again;
+RESET presence.worker_id;
+SELECT presence_track('ended', 1, 'p', worker_id => 'gw-gone') AS tracks_again;
+SELECT count(*) AS remembered FROM presence_ended_worker;
+-- presence_worker_stop forgets it too (no error: the id was known).
+INSERT INTO presence_ended_worker VALUES ('gw-stopped', 1, pg_temp.now_s());
+SELECT presence_worker_stop('gw-stopped') AS stopped;
+SELECT pg_temp.try($$SELECT presence_worker_stop('gw-stopped')$$) AS stopped_twice;
+-- The prune forgets an end after a day.
+INSERT INTO presence_ended_worker VALUES
+  ('gw-day-old', 1, pg_temp.now_s() - 86401), ('gw-recent', 1, pg_temp.now_s() - 86000);
+SELECT presence_prune_dead_workers() AS pruned;
+SELECT worker_id FROM presence_ended_worker ORDER BY 1;
+
 -- Clean up.
 DELETE FROM tep_presence;
 DELETE FROM tep_presence_worker;
 DELETE FROM presence_topic_seq;
+DELETE FROM presence_ended_worker;

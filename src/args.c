@@ -8,6 +8,7 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "datatype/timestamp.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -169,25 +170,156 @@ presence_worker_arg(FunctionCallInfo fcinfo, int argno)
 	return pstrdup(presence_connection_worker());
 }
 
-/*
- * A time in epoch seconds: ERROR 22004 when NULL, 22023 when negative.
- */
-int64
-presence_seconds_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+static int64
+check_not_negative(int64 value, const char *argname)
 {
-	int64		value;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-	value = PG_GETARG_INT64(argno);
 	if (value < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be negative", argname),
 				 errdetail("It is " INT64_FORMAT ".", value)));
 	return value;
+}
+
+/*
+ * A time in epoch seconds: ERROR 22004 when NULL, 22023 when negative.
+ */
+int64
+presence_seconds_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	return check_not_negative(PG_GETARG_INT64(argno), argname);
+}
+
+/*
+ * An expiry at most this far ahead: anything later is a mistake (until_ts in
+ * milliseconds is some 55,000 years ahead), not a status meant to last.
+ */
+#define MAX_UNTIL_AHEAD_S	((int64) 3155760000)	/* 100 years of 365.25 days */
+#define MAX_UNTIL_AHEAD		"100 years"
+
+/* until_ts in epoch seconds: ERROR 22023 when more than 100 years ahead. */
+static int64
+check_until_ahead(int64 until_ts)
+{
+	int64		now_s = presence_now_s();
+
+	if (until_ts > now_s + MAX_UNTIL_AHEAD_S)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("until_ts must be at most %s ahead", MAX_UNTIL_AHEAD),
+				 errdetail("It is " INT64_FORMAT "; now is " INT64_FORMAT ".",
+						   until_ts, now_s),
+				 errhint("until_ts is in epoch seconds, not milliseconds (0 = never); or pass a timestamptz or an interval.")));
+	return until_ts;
+}
+
+/*
+ * until_ts in epoch seconds (0 = never): ERROR 22004 when NULL, 22023 when
+ * negative or more than 100 years ahead.
+ */
+int64
+presence_until_arg(FunctionCallInfo fcinfo, int argno)
+{
+	return check_until_ahead(presence_seconds_arg(fcinfo, argno, "until_ts"));
+}
+
+/*
+ * until_ts as text: what a client sends as an untyped parameter (node-postgres
+ * does), read as 1.0 read it, as a bigint of epoch seconds.
+ */
+int64
+presence_until_text_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int64		until_ts;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("until_ts must not be NULL")));
+	until_ts = DatumGetInt64(DirectFunctionCall1(int8in,
+												 CStringGetDatum(TextDatumGetCString(PG_GETARG_DATUM(argno)))));
+	return check_until_ahead(check_not_negative(until_ts, "until_ts"));
+}
+
+/*
+ * A timestamptz as epoch seconds, rounded up so that a status never ends
+ * before the time given.  ERROR 22023 unless it is after the epoch (0 would
+ * mean never) and at most 100 years ahead.
+ */
+static int64
+until_from_timestamptz(TimestampTz until)
+{
+	int64		epoch_us;
+
+	if (TIMESTAMP_IS_NOEND(until) ||
+		until > GetCurrentTransactionStartTimestamp() +
+		MAX_UNTIL_AHEAD_S * USECS_PER_SEC)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("until_ts must be at most %s ahead", MAX_UNTIL_AHEAD),
+				 errdetail("It is %s.", timestamptz_to_str(until))));
+	epoch_us = until + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+	if (TIMESTAMP_IS_NOBEGIN(until) || epoch_us <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("until_ts must be after 1970-01-01 00:00:00+00"),
+				 errdetail("It is %s.", timestamptz_to_str(until))));
+	return (epoch_us + USECS_PER_SEC - 1) / USECS_PER_SEC;
+}
+
+/*
+ * until_ts given as a timestamptz: ERROR 22004 when NULL, 22023 when not
+ * after the epoch or more than 100 years ahead.
+ */
+int64
+presence_until_timestamptz_arg(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("until_ts must not be NULL")));
+	return until_from_timestamptz(PG_GETARG_TIMESTAMPTZ(argno));
+}
+
+/*
+ * until_ts given as an interval from the transaction's start: ERROR 22004
+ * when NULL, 22023 unless positive and at most 100 years.
+ */
+int64
+presence_until_interval_arg(FunctionCallInfo fcinfo, int argno)
+{
+	Interval   *ahead;
+	Interval	zero = {0};
+	Interval   *most;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("until_ts must not be NULL")));
+	ahead = PG_GETARG_INTERVAL_P(argno);
+	most = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+												 CStringGetDatum(MAX_UNTIL_AHEAD),
+												 ObjectIdGetDatum(InvalidOid),
+												 Int32GetDatum(-1)));
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ahead),
+										  IntervalPGetDatum(&zero))) <= 0 ||
+		DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ahead),
+										  IntervalPGetDatum(most))) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("until_ts must be a positive interval of at most %s",
+						MAX_UNTIL_AHEAD),
+				 errdetail("It is %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(ahead))))));
+	return until_from_timestamptz(DatumGetTimestampTz(
+		DirectFunctionCall2(timestamptz_pl_interval,
+							TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+							IntervalPGetDatum(ahead))));
 }
 
 /* The role the current SQL function acts for (presence_call_as_owner). */

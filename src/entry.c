@@ -214,7 +214,8 @@ track_registering(const char *worker_id, Datum *values, const char *nulls)
  * presence_track(topic, fd, principal_id, kind, agent_id, worker_id[,
  * meta]): adds the entry and emits a join diff; false when it already
  * exists (its meta then left as it is).  A worker seen for the first time
- * is registered, owned by the caller.
+ * is registered, owned by the caller, unless it was bound to a connection
+ * that ended (presence_refuse_ended_worker).
  */
 PRESENCE_FUNCTION(presence_track, true)
 {
@@ -272,7 +273,10 @@ PRESENCE_FUNCTION(presence_track, true)
 
 	presence_spi_connect();
 	if (!presence_use_worker(entry.worker_id))
+	{
+		presence_refuse_ended_worker(entry.worker_id);
 		added = track_registering(entry.worker_id, values, nulls);
+	}
 	else if ((inserted = presence_insert_row(&entry, values[9])) >= 0)
 		added = inserted > 0;
 	else
@@ -286,7 +290,9 @@ PRESENCE_FUNCTION(presence_track, true)
  * Change one (topic, worker, fd) entry, emitting a diff of the given kind,
  * if the caller may act on the worker: without the executor where the
  * table allows (row.c), else with `query`, whose parameters are the key
- * then set's values.  set is NULL for a leave.
+ * then set's values.  set is NULL for a leave.  A status change of a worker
+ * whose connection ended is an error, as its track would be; a leave finds
+ * nothing to remove.
  */
 static bool
 change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
@@ -297,7 +303,8 @@ change_entry(PresenceDiffKind kind, PresenceQuery *query, const char *topic,
 	int			changed;
 
 	presence_spi_connect();
-	(void) presence_use_worker(worker_id);
+	if (!presence_use_worker(worker_id) && set != NULL)
+		presence_refuse_ended_worker(worker_id);
 	changed = presence_change_row(kind, &key, set);
 	if (changed < 0)
 	{
@@ -469,11 +476,15 @@ status_set(const char *state, const char *note, int64 until_ts)
 	return set;
 }
 
+typedef int64 (*UntilArg) (FunctionCallInfo fcinfo, int argno);
+
 /*
- * presence_set_status(topic, fd, state, note, until_ts, worker_id): a
- * deliberate write, so the same status again still emits a diff.
+ * presence_set_status(topic, fd, state, note, until_ts, worker_id), with
+ * until_ts read by `until_arg`: a deliberate write, so the same status
+ * again still emits a diff.
  */
-PRESENCE_FUNCTION(presence_set_status, true)
+static bool
+set_status(FunctionCallInfo fcinfo, UntilArg until_arg)
 {
 	char	   *topic = presence_topic_arg(fcinfo, 0);
 	int32		fd = presence_fd_arg(fcinfo, 1);
@@ -489,11 +500,34 @@ PRESENCE_FUNCTION(presence_set_status, true)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("state must be 'available', 'busy' or 'blocked', not \"%s\"",
 						state)));
-	until_ts = presence_seconds_arg(fcinfo, 4, "until_ts");
+	until_ts = until_arg(fcinfo, 4);
 
-	PG_RETURN_BOOL(change_entry(PRESENCE_DIFF_STATUS, &set_status_query,
-								topic, worker_id, fd,
-								status_set(state, note, until_ts)));
+	return change_entry(PRESENCE_DIFF_STATUS, &set_status_query, topic,
+						worker_id, fd, status_set(state, note, until_ts));
+}
+
+/* until_ts bigint: epoch seconds, 0 = never. */
+PRESENCE_FUNCTION(presence_set_status, true)
+{
+	PG_RETURN_BOOL(set_status(fcinfo, presence_until_arg));
+}
+
+/* until_ts text: an untyped parameter, read as bigint (1.1). */
+PRESENCE_FUNCTION(presence_set_status_text, true)
+{
+	PG_RETURN_BOOL(set_status(fcinfo, presence_until_text_arg));
+}
+
+/* until_ts timestamptz (1.1). */
+PRESENCE_FUNCTION(presence_set_status_at, true)
+{
+	PG_RETURN_BOOL(set_status(fcinfo, presence_until_timestamptz_arg));
+}
+
+/* until_ts interval: from the transaction's start (1.1). */
+PRESENCE_FUNCTION(presence_set_status_for, true)
+{
+	PG_RETURN_BOOL(set_status(fcinfo, presence_until_interval_arg));
 }
 
 /*

@@ -59,30 +59,53 @@
 	" backend_start = excluded.backend_start," \
 	" lease = excluded.lease, lease_until = excluded.lease_until"
 
-/* A 1.0 installation: no owners ($6 and $7 unused). */
+/*
+ * Bound to a connection other than this one ($8, $9: this backend's pid
+ * and start).
+ */
+#define BOUND_ELSEWHERE(w) \
+	"(" w ".backend_pid IS NOT NULL AND (" w ".backend_pid" NE "$8" \
+	" OR " w ".backend_start" NE "$9))"
+
+/*
+ * A live worker bound to another connection is registered again only when
+ * the caller says it takes it over ($10): two processes started with one id
+ * would otherwise take it from each other silently.
+ */
+#define NOT_TAKEN_FROM(w) \
+	"($10 OR NOT " BOUND_ELSEWHERE(w) " OR NOT (" WORKER_ALIVE(w) "))"
+
+#define REGISTER_ARGTYPES \
+	{TEXTOID, INT8OID, INT4OID, TIMESTAMPTZOID, INTERVALOID, OIDOID, INT8OID, \
+	INT4OID, TIMESTAMPTZOID, BOOLOID}
+
+/* A 1.0 installation: no owners ($6 unused). */
 static PresenceQuery register_query = {
 	"INSERT INTO %1$s.tep_presence_worker AS w (" REGISTER_COLUMNS ")"
-	" VALUES (" REGISTER_VALUES ")" REGISTER_AGAIN " RETURNING true",
-	7, {TEXTOID, INT8OID, INT4OID, TIMESTAMPTZOID, INTERVALOID, OIDOID, INT8OID}
+	" VALUES (" REGISTER_VALUES ")" REGISTER_AGAIN
+	" WHERE " NOT_TAKEN_FROM("w") " RETURNING true",
+	10, REGISTER_ARGTYPES
 };
 
 /*
  * Registering makes the caller ($6) the owner of a new worker.  An existing
- * one is registered again only if the caller has its owner's privileges
- * (the owner is kept: a member restarting its role's gateway), it has no
- * owner, or it is dead (the caller takes it over); else no row comes back.
- * Decided on the row as it is at the conflict, which it locks, so two
- * roles starting one id at once cannot both get it.
+ * one is registered again only if it is dead (the caller takes it over), or
+ * if the caller has its owner's privileges (the owner is kept: a member
+ * restarting its role's gateway) or it has no owner, and it is not taken
+ * from another live connection against the caller's word; else no row
+ * comes back.  Decided on the row as it is at the conflict, which it
+ * locks, so two sessions starting one id at once cannot both get it.
  */
 static PresenceQuery register_owned_query = {
 	"INSERT INTO %1$s.tep_presence_worker AS w (" REGISTER_COLUMNS ", owner)"
 	" VALUES (" REGISTER_VALUES ", $6)" REGISTER_AGAIN ","
 	" owner = CASE WHEN " CALLER_HAS_OWNER("w") " THEN w.owner"
 	" ELSE excluded.owner END"
-	" WHERE w.owner IS NULL OR " CALLER_HAS_OWNER("w")
-	" OR NOT (" WORKER_ALIVE("w") ")"
+	" WHERE NOT (" WORKER_ALIVE("w") ")"
+	" OR ((w.owner IS NULL OR " CALLER_HAS_OWNER("w") ")"
+	" AND " NOT_TAKEN_FROM("w") ")"
 	" RETURNING true",
-	7, {TEXTOID, INT8OID, INT4OID, TIMESTAMPTZOID, INTERVALOID, OIDOID, INT8OID}
+	10, REGISTER_ARGTYPES
 };
 
 /*
@@ -183,16 +206,62 @@ static PresenceQuery drop_dead_entries_query = {
  * transaction holds it (a heartbeat in flight): that waits for a later
  * tick.
  */
+#define UNREGISTER_DEAD \
+	"DELETE FROM %1$s.tep_presence_worker AS w" \
+	" USING (SELECT worker_id FROM %1$s.tep_presence_worker AS d" \
+	"        WHERE worker_id" EQ "$1" \
+	"        AND (lease_until" LT "pg_catalog.clock_timestamp()" \
+	"        OR (backend_pid IS NULL AND lease IS NULL AND last_seen_ts" LT "$2)" \
+	"        OR (backend_pid IS NOT NULL AND NOT " BACKEND_ALIVE("d") "))" \
+	SKIP_LOCKED ") AS dead" \
+	" WHERE w.worker_id" EQ "dead.worker_id"
+
+/* A 1.0 installation: no presence_ended_worker ($3 unused). */
 static PresenceQuery unregister_dead_query = {
-	"DELETE FROM %1$s.tep_presence_worker AS w"
-	" USING (SELECT worker_id FROM %1$s.tep_presence_worker AS d"
-	"        WHERE worker_id" EQ "$1"
-	"        AND (lease_until" LT "pg_catalog.clock_timestamp()"
-	"        OR (backend_pid IS NULL AND lease IS NULL AND last_seen_ts" LT "$2)"
-	"        OR (backend_pid IS NOT NULL AND NOT " BACKEND_ALIVE("d") "))"
-	SKIP_LOCKED ") AS dead"
-	" WHERE w.worker_id" EQ "dead.worker_id",
-	2, {TEXTOID, INT8OID}
+	UNREGISTER_DEAD, 3, {TEXTOID, INT8OID, INT8OID}
+};
+
+/*
+ * The same, remembering a named connection-bound worker whose connection
+ * ended ($3: now), so that its id is not registered again by a later call
+ * from another connection (presence_refuse_ended_worker).  Connection ids
+ * (pg-<pid>-<start>) are left out: no other connection may use them.
+ */
+static PresenceQuery unregister_dead_remembering_query = {
+	"WITH gone AS (" UNREGISTER_DEAD " RETURNING w.worker_id, w.backend_pid)"
+	" INSERT INTO %1$s.presence_ended_worker AS e"
+	" (worker_id, backend_pid, ended_ts)"
+	" SELECT worker_id, backend_pid, $3 FROM gone"
+	" WHERE backend_pid IS NOT NULL"
+	" AND worker_id OPERATOR(pg_catalog.!~) '^pg-[0-9]+-[0-9]+$'"
+	" ON CONFLICT (worker_id) DO UPDATE"
+	" SET backend_pid = excluded.backend_pid, ended_ts = excluded.ended_ts",
+	3, {TEXTOID, INT8OID, INT8OID}
+};
+
+/* Ended registrations are remembered this long (a day). */
+#define ENDED_WORKER_RETENTION_S (24 * 60 * 60)
+
+/* Skipping a row an open transaction holds (a start of that id). */
+static PresenceQuery forget_ended_query = {
+	"DELETE FROM %1$s.presence_ended_worker AS e"
+	" USING (SELECT worker_id FROM %1$s.presence_ended_worker"
+	"        WHERE ended_ts" LT "$1" SKIP_LOCKED ") AS old"
+	" WHERE e.worker_id" EQ "old.worker_id",
+	1, {INT8OID}
+};
+
+static PresenceQuery ended_worker_query = {
+	"SELECT backend_pid, ended_ts FROM %1$s.presence_ended_worker"
+	" WHERE worker_id" EQ "$1",
+	1, {TEXTOID}
+};
+
+/* presence_worker_start and presence_worker_stop: the id's end is past. */
+static PresenceQuery forget_ended_worker_query = {
+	"DELETE FROM %1$s.presence_ended_worker WHERE worker_id" EQ "$1"
+	" RETURNING true",
+	1, {TEXTOID}
 };
 
 /*
@@ -209,12 +278,17 @@ static PresenceQuery touch_bound_query = {
 	2, {INT8OID, INT8OID}
 };
 
+/* tep_presence_worker.backend_pid, as 1.0 created the table. */
+#define WORKER_ATTNUM_BACKEND_PID 3
+
 /*
- * Whether the worker has a row, and its owner (InvalidOid: none), read
- * straight from the primary key with `snapshot`.
+ * Whether the worker has a row, its owner (InvalidOid: none) and the pid of
+ * the backend it is bound to (0: none), read straight from the primary key
+ * with `snapshot`.
  */
 static bool
-find_worker(const char *worker_id, Snapshot snapshot, Oid *owner)
+find_worker(const char *worker_id, Snapshot snapshot, Oid *owner,
+			int32 *backend_pid)
 {
 	Relation	rel = table_open(presence_table(PRESENCE_WORKERS),
 								 AccessShareLock);
@@ -223,16 +297,23 @@ find_worker(const char *worker_id, Snapshot snapshot, Oid *owner)
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	AttrNumber	owner_attnum = presence_worker_owner_attnum();
 	bool		found;
+	bool		isnull;
+	Datum		value;
 
 	*owner = InvalidOid;
+	*backend_pid = 0;
 	found = presence_find_by_key(rel, index, worker_id, snapshot, slot);
 	if (found && owner_attnum != InvalidAttrNumber)
 	{
-		bool		isnull;
-		Datum		value = slot_getattr(slot, owner_attnum, &isnull);
-
+		value = slot_getattr(slot, owner_attnum, &isnull);
 		if (!isnull)
 			*owner = DatumGetObjectId(value);
+	}
+	if (found)
+	{
+		value = slot_getattr(slot, WORKER_ATTNUM_BACKEND_PID, &isnull);
+		if (!isnull)
+			*backend_pid = DatumGetInt32(value);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
@@ -258,20 +339,76 @@ committed_now(void)
  * Before a change names a worker: ERROR 42501 unless the caller may act on
  * it (another connection's id, or an owner whose privileges the caller
  * lacks).  Returns whether the worker is registered.  The owner is read
- * as committed now (committed_now).  One probe of the primary key, which track needs anyway (registering in its statement
- * would cost a whole ModifyTable node each time), so the check adds no
+ * as committed now (committed_now).  One probe of the primary key, which
+ * track needs anyway (registering in its statement would cost a whole ModifyTable node each time), so the check adds no
  * query.  Entries without a worker row have no owner to check.
  */
 bool
 presence_use_worker(const char *worker_id)
 {
 	Oid			owner;
+	int32		backend_pid;
 	bool		found;
 
 	presence_check_connection_id(worker_id);
-	found = find_worker(worker_id, committed_now(), &owner);
+	found = find_worker(worker_id, committed_now(), &owner, &backend_pid);
 	presence_check_worker_owner(worker_id, owner);
 	return found;
+}
+
+/* Whether the installation remembers ended registrations (1.1). */
+static bool
+remembers_ended_workers(void)
+{
+	return OidIsValid(presence_table(PRESENCE_ENDED_WORKERS));
+}
+
+/*
+ * For a call that would register an unknown worker id, or change its
+ * entries: ERROR 55000 when the id was bound to a connection that ended
+ * (the prune removed its entries and its row).  Registering it again as a
+ * heartbeat worker would tie its new entries to nothing the gateway owns,
+ * and the gateway would never learn that its dedicated connection is gone.
+ * Runs in the caller's SPI connection.
+ */
+void
+presence_refuse_ended_worker(const char *worker_id)
+{
+	Datum		id = CStringGetTextDatum(worker_id);
+	bool		isnull;
+	int32		backend_pid;
+	int64		ended_ts;
+
+	if (!remembers_ended_workers())
+		return;
+	presence_execute(&ended_worker_query, &id, NULL, true, 1);
+	if (SPI_processed == 0)
+		return;
+	backend_pid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1,
+											  &isnull));
+	ended_ts = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 2, &isnull));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("worker_id \"%s\" is no longer registered: its connection ended",
+					worker_id),
+			 errdetail("It was bound to the connection of backend pid %d, which ended; its entries were removed at %s.",
+					   backend_pid,
+					   timestamptz_to_str(time_t_to_timestamptz((pg_time_t) ended_ts))),
+			 errhint("Call presence_worker_start() again to register it, on a connection that stays open.")));
+}
+
+/* Forget that the id's registration ended; whether it had. */
+static bool
+forget_ended_worker(const char *worker_id)
+{
+	Datum		id = CStringGetTextDatum(worker_id);
+
+	if (!remembers_ended_workers())
+		return false;
+	presence_execute(&forget_ended_worker_query, &id, NULL, false, 0);
+	return SPI_processed > 0;
 }
 
 static int64
@@ -289,14 +426,15 @@ set_session_worker(const char *worker_id)
 
 /*
  * Register a worker, bound to this connection when lease is NULL, owned by
- * the caller.  False when it exists, is alive and belongs to a role whose
- * privileges the caller lacks (register_owned_query).
+ * the caller.  False when it exists, is alive and either belongs to a role
+ * whose privileges the caller lacks or is bound to another connection and
+ * the caller does not take it over (register_owned_query).
  */
 static bool
-register_worker(const char *worker_id, Interval *lease)
+register_worker(const char *worker_id, Interval *lease, bool takeover)
 {
-	Datum		values[7];
-	char		nulls[7];		/* SPI's ' ' / 'n' flags, not a string */
+	Datum		values[10];
+	char		nulls[10];		/* SPI's ' ' / 'n' flags, not a string */
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(worker_id);
@@ -315,6 +453,9 @@ register_worker(const char *worker_id, Interval *lease)
 	}
 	values[5] = ObjectIdGetDatum(presence_caller());
 	values[6] = Int64GetDatum(clock_epoch_s() - presence_worker_ttl_s);
+	values[7] = Int32GetDatum(MyProcPid);
+	values[8] = TimestampTzGetDatum(MyStartTimestamp);
+	values[9] = BoolGetDatum(takeover);
 	presence_execute(presence_worker_owner_attnum() != InvalidAttrNumber ?
 					 &register_owned_query : &register_query,
 					 values, nulls, false, 0);
@@ -323,16 +464,25 @@ register_worker(const char *worker_id, Interval *lease)
 
 /*
  * The error of a refused registration: the worker is alive and its owner's
- * privileges are not the caller's.  The row, locked by the refusal, is read
- * as committed for the owner's name.
+ * privileges are not the caller's (42501), or it is bound to another
+ * connection (55006).  The row, locked by the refusal, is read as
+ * committed.
  */
 static void
 refuse_registration(const char *worker_id)
 {
 	Oid			owner;
+	int32		backend_pid;
 
-	(void) find_worker(worker_id, GetLatestSnapshot(), &owner);
+	(void) find_worker(worker_id, GetLatestSnapshot(), &owner, &backend_pid);
 	presence_check_worker_owner(worker_id, owner);
+	if (backend_pid != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("worker_id \"%s\" is in use by the connection of backend pid %d",
+						worker_id, backend_pid),
+				 errdetail("presence_worker_start() bound it to that connection, which is still open."),
+				 errhint("Give each gateway process a worker id of its own.  To take this one over (say, from a lost connection of your own whose backend has not exited yet), pass takeover => true.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied for worker_id \"%s\"", worker_id),
@@ -368,15 +518,18 @@ lease_arg(Interval *lease)
 }
 
 /*
- * presence_worker_start(worker_id, lease): registers the id (refused for a
- * live worker of another role), drops what it already had (a restarted
+ * presence_worker_start(worker_id, lease, takeover): registers the id
+ * (refused for a live worker of another role, and for one bound to another
+ * live connection unless takeover), drops what it already had (a restarted
  * process reusing it) and makes it the session's worker.  Registering
  * first locks the worker row, so a concurrent start of the same id waits.
+ * A 1.0 installation's function has no takeover argument.
  */
 PRESENCE_FUNCTION(presence_worker_start, true)
 {
 	char	   *worker_id;
 	Interval   *lease = NULL;
+	bool		takeover = false;
 
 	if (PG_ARGISNULL(0))
 		worker_id = pstrdup(presence_connection_worker());
@@ -386,10 +539,19 @@ PRESENCE_FUNCTION(presence_worker_start, true)
 	presence_check_connection_id(worker_id);
 	if (!PG_ARGISNULL(1))
 		lease = lease_arg(PG_GETARG_INTERVAL_P(1));
+	if (PG_NARGS() > 2)
+	{
+		if (PG_ARGISNULL(2))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("takeover must not be NULL")));
+		takeover = PG_GETARG_BOOL(2);
+	}
 
 	presence_spi_connect();
-	if (!register_worker(worker_id, lease))
+	if (!register_worker(worker_id, lease, takeover))
 		refuse_registration(worker_id);
+	(void) forget_ended_worker(worker_id);
 	presence_leaving_because(PRESENCE_LEFT_WORKER_RESTART);
 	presence_drop_entries(worker_id, -1);
 	SPI_finish();
@@ -401,8 +563,9 @@ PRESENCE_FUNCTION(presence_worker_start, true)
 /*
  * presence_heartbeat(worker_id): refreshes last_seen_ts (and the lease).
  * Returns false when the worker had already lapsed: its entries may have
- * been pruned.  An unknown worker is an error, except the connection's
- * own, which is registered; another role's worker is 42501.
+ * been pruned.  An unknown worker is an error (55000 when its connection
+ * ended), except the connection's own, which is registered; another role's
+ * worker is 42501.
  */
 PRESENCE_FUNCTION(presence_heartbeat, true)
 {
@@ -434,22 +597,25 @@ PRESENCE_FUNCTION(presence_heartbeat, true)
 	}
 	else if (presence_is_connection_worker(worker_id))
 	{
-		if (!register_worker(worker_id, NULL))
+		if (!register_worker(worker_id, NULL, false))
 			refuse_registration(worker_id);
 	}
 	else
+	{
+		presence_refuse_ended_worker(worker_id);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("worker_id \"%s\" is not registered", worker_id),
 				 errhint("Call presence_worker_start() to register it again.")));
+	}
 	SPI_finish();
 	PG_RETURN_BOOL(was_alive);
 }
 
 /*
  * presence_worker_stop(worker_id): drops the worker's entries (leave diffs)
- * and its row; returns the entries dropped.  Another role's worker is
- * 42501.
+ * and its row, and forgets that its connection ended; returns the entries
+ * dropped.  Another role's worker is 42501.
  */
 PRESENCE_FUNCTION(presence_worker_stop, true)
 {
@@ -464,6 +630,7 @@ PRESENCE_FUNCTION(presence_worker_stop, true)
 	dropped = presence_drop_entries(worker_id, -1);
 	presence_execute(&unregister_query, &id, NULL, false, 0);
 	had_row = SPI_processed > 0;
+	had_row |= forget_ended_worker(worker_id);
 	SPI_finish();
 
 	if (!had_row && dropped == 0 && !PG_ARGISNULL(0))
@@ -506,6 +673,7 @@ presence_prune_batch(int limit, bool check_bound_backends, bool skip_locked,
 	Datum		touch_args[2];
 	List	   *dead = NIL;
 	int			dropped = 0;
+	bool		remembers_ended = remembers_ended_workers();
 
 	*more = false;
 	presence_leaving_because(PRESENCE_LEFT_PRUNED);
@@ -537,12 +705,22 @@ presence_prune_batch(int limit, bool check_bound_backends, bool skip_locked,
 		if (!*more)
 			foreach(lc, dead)
 			{
-				Datum		values[2];
+				Datum		values[3];
 
 				values[0] = ids[foreach_current_index(lc)];
 				values[1] = ttl_cutoff;
-				presence_execute(&unregister_dead_query, values, NULL, false, 0);
+				values[2] = Int64GetDatum(now_s);
+				presence_execute(remembers_ended ?
+								 &unregister_dead_remembering_query :
+								 &unregister_dead_query,
+								 values, NULL, false, 0);
 			}
+	}
+	if (remembers_ended)
+	{
+		Datum		forget_before = Int64GetDatum(now_s - ENDED_WORKER_RETENTION_S);
+
+		presence_execute(&forget_ended_query, &forget_before, NULL, false, 0);
 	}
 
 	touch_args[0] = Int64GetDatum(now_s);

@@ -95,6 +95,7 @@ typedef struct PresenceQuery
  * creates may be chosen instead of PostgreSQL's own.
  */
 #define EQ " OPERATOR(pg_catalog.=) "
+#define NE " OPERATOR(pg_catalog.<>) "
 #define LT " OPERATOR(pg_catalog.<) "
 #define LE " OPERATOR(pg_catalog.<=) "
 #define GT " OPERATOR(pg_catalog.>) "
@@ -153,7 +154,9 @@ typedef enum PresenceTable
 {
 	PRESENCE_ENTRIES,			/* tep_presence */
 	PRESENCE_WORKERS,			/* tep_presence_worker */
-	PRESENCE_SEQS				/* presence_topic_seq */
+	PRESENCE_SEQS,				/* presence_topic_seq */
+	PRESENCE_ENDED_WORKERS		/* presence_ended_worker (1.1; else
+								 * InvalidOid) */
 } PresenceTable;
 
 extern Oid	presence_table(PresenceTable which);
@@ -215,6 +218,10 @@ extern int32 presence_fd_arg(FunctionCallInfo fcinfo, int argno);
 extern int64 presence_seconds_arg(FunctionCallInfo fcinfo, int argno,
 								  const char *argname);
 extern bool presence_exceeds_limits(const PresenceEntry *entry);
+extern int64 presence_until_arg(FunctionCallInfo fcinfo, int argno);
+extern int64 presence_until_text_arg(FunctionCallInfo fcinfo, int argno);
+extern int64 presence_until_timestamptz_arg(FunctionCallInfo fcinfo, int argno);
+extern int64 presence_until_interval_arg(FunctionCallInfo fcinfo, int argno);
 extern const char *presence_kind_violation(const char *kind,
 										   const char *agent_id);
 extern bool presence_state_is_valid(const char *state);
@@ -323,6 +330,7 @@ extern bool presence_history_maintenance_due(void);
 
 /* liveness.c */
 extern bool presence_use_worker(const char *worker_id);
+extern void presence_refuse_ended_worker(const char *worker_id);
 extern int	presence_prune_batch(int limit, bool check_bound_backends,
 								 bool skip_locked, bool *more);
 

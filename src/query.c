@@ -32,10 +32,11 @@
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
-#define PRESENCE_TABLE_COUNT 3
+#define PRESENCE_TABLE_COUNT 4
 
 static const char *const presence_table_names[PRESENCE_TABLE_COUNT] = {
-	"tep_presence", "tep_presence_worker", "presence_topic_seq"
+	"tep_presence", "tep_presence_worker", "presence_topic_seq",
+	"presence_ended_worker"
 };
 
 static char *schema_prefix = NULL;

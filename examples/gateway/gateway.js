@@ -501,10 +501,10 @@ async function track(conn, again = false) {
     JSON.stringify(metaOf(conn)),
   ]);
   if (wid !== worker.id) {
-    // The worker connection died while this call ran. Had the extension
-    // already pruned the dead worker, presence_track registered its id anew
-    // as a heartbeat worker: stop it, so no entry lingers for worker_ttl.
-    // The restart re-tracks this socket under the new id.
+    // The worker connection died while this call ran, before the extension
+    // pruned the dead worker (after, presence_track fails with 55000): the
+    // entry went to the dead worker. Stop it, so the entry leaves now. The
+    // restart re-tracks this socket under the new id.
     await pool.query('SELECT presence_worker_stop($1)', [wid]).catch(() => {});
     return;
   }

@@ -93,8 +93,7 @@ for mode in ${E2E_MODES:-broadcast topic}; do
 	# The gateways connect as an app role with the README's one GRANT (taken
 	# from README.md, so that it is what the README says), not as the
 	# superuser (who is outside worker ownership).
-	grant=$(sed -n '/^GRANT EXECUTE ON FUNCTION$/,/^TO app;$/p' "$ROOT/README.md" |
-		sed 's/^TO app;$/TO presence_e2e_app/')
+	grant=$(sed -n 's/^\(GRANT .* TO \)app;$/\1presence_e2e_app;/p' "$ROOT/README.md" | head -n 1)
 	[ -n "$grant" ] || fail_setup "the README's GRANT"
 	psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE ROLE presence_e2e_app LOGIN' -c "$grant" ||
 		fail_setup "the app role"

@@ -152,42 +152,32 @@ rolled=$(proxy_psql -Atq -d proxy_api -c "BEGIN" \
 check "a rolled-back proxy transaction leaves the shard's change (autocommit per call; got $rolled)" \
 	test "$rolled" = 1
 
-# Privileges and identity (issue 19): nothing for PUBLIC; an app role needs
-# presence's GRANT (and presence_shard, presence_shards), USAGE on schema
-# presence_proxy and its functions and on the foreign server, and a login
-# role of its name on each shard with presence's GRANT there.  Every call
-# reaches the shards as the calling role, so ownership holds through the
-# proxy as on one server.
-API_FUNCS='presence_track, presence_untrack, presence_untrack_by_fd, presence_list,
-	  presence_list_global, presence_count, presence_count_humans,
-	  presence_count_agents, presence_count_global, presence_count_humans_global,
-	  presence_count_agents_global, presence_set_status, presence_clear_status,
-	  presence_find_entry, presence_sweep_expired_status, presence_clear,
-	  presence_diff_topic, presence_snapshot, presence_worker_start,
-	  presence_heartbeat, presence_worker_stop, presence_prune_dead_workers,
-	  presence_channel, presence_set_meta, presence_history, presence_last_seen,
-	  presence_principals, presence_count_principals'
+# Privileges and identity (issue 19): nothing for PUBLIC; GRANT
+# presence_app (on the proxy: with presence_shard(s), USAGE on schema
+# presence_proxy and its internal functions but the maintenance) and USAGE
+# on the foreign server are all an app role needs on the proxy, and a
+# login role of its name on each shard granted presence_app there.  Every
+# call reaches the shards as the calling role, so ownership holds through
+# the proxy as on one server.
 for i in 0 1 2; do
 	shard_psql $i -Xq -d postgres -v ON_ERROR_STOP=1 \
 		-c 'CREATE ROLE app LOGIN' -c 'CREATE ROLE sec_a LOGIN' -c 'CREATE ROLE sec_b LOGIN' \
-		-c 'CREATE ROLE regress_captor LOGIN' >/dev/null
-	for db in api single; do
-		[ $db = single ] && [ $i != 0 ] && continue
-		shard_psql $i -Xq -d $db -v ON_ERROR_STOP=1 \
-			-c "GRANT EXECUTE ON FUNCTION $API_FUNCS TO app, sec_a, sec_b, regress_captor" >/dev/null
-	done
+		-c 'CREATE ROLE regress_captor LOGIN' \
+		-c 'GRANT presence_app TO app, sec_a, sec_b, regress_captor' >/dev/null
 done
 proxy_psql -Xq -d proxy_api -v ON_ERROR_STOP=1 -c 'CREATE ROLE app' -c 'CREATE ROLE stranger' \
-	-c 'CREATE ROLE sec_a' -c 'CREATE ROLE sec_b' -c "
-	GRANT EXECUTE ON FUNCTION $API_FUNCS, presence_shard, presence_shards TO app, sec_a, sec_b;
-	GRANT USAGE ON SCHEMA presence_proxy TO app, sec_a, sec_b;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA presence_proxy TO app, sec_a, sec_b;
-	GRANT USAGE ON FOREIGN SERVER presence TO app, sec_a, sec_b" >/dev/null
+	-c 'CREATE ROLE sec_a' -c 'CREATE ROLE sec_b' \
+	-c 'GRANT presence_app TO app, sec_a, sec_b' \
+	-c 'GRANT USAGE ON FOREIGN SERVER presence TO presence_app' >/dev/null
 as_app=$(proxy_psql -Atq -d proxy_api -c 'SET ROLE app' \
 	-c "SELECT presence_worker_start('app-gw', '1 minute')" \
 	-c "SELECT presence_track('priv:1', 1, 'p') AND presence_count_global('priv:1') = 1
 	           AND presence_shard('priv:1') IS NOT NULL AND presence_worker_stop() = 1" 2>&1 | tail -n 1)
-check "an app role granted presence's functions works through the proxy (got '$as_app')" test "$as_app" = t
+check "an app role granted presence_app works through the proxy (got '$as_app')" test "$as_app" = t
+check "the maintenance is not the app's: 42501" \
+	expect_state 42501 proxy_api "SET ROLE app; SELECT presence_prune_dead_workers()"
+check "the internal maintenance functions are not the app's: 42501" \
+	expect_state 42501 proxy_api "SET ROLE app; SELECT presence_proxy.prune_dead_workers_on(0)"
 check "a role without the GRANT: 42501" \
 	expect_state 42501 proxy_api "SET ROLE stranger; SELECT presence_count_global('t')"
 

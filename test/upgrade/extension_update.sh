@@ -112,7 +112,9 @@ printf '%s\n' "$BEFORE" >"$OUT/tables-before.txt"
 # A role granted 1.0's presence_track keeps it across the update (the
 # function is replaced by 1.1's, with meta).
 q -d app -c "CREATE ROLE regress_upgrade_app" \
-	-c "GRANT EXECUTE ON FUNCTION presence_track(text, integer, text, text, text, text) TO regress_upgrade_app" >/dev/null
+	-c "GRANT EXECUTE ON FUNCTION presence_track(text, integer, text, text, text, text),
+	    presence_worker_start(text, interval),
+	    presence_set_status(text, integer, text, text, bigint, text) TO regress_upgrade_app" >/dev/null
 EXT_OID=$(q -d app -c "SELECT oid FROM pg_extension WHERE extname = 'presence'")
 
 # --- the update -------------------------------------------------------------
@@ -132,8 +134,21 @@ check "every live entry got meta '{}'" "6 6" \
 check "the role granted 1.0's presence_track can execute 1.1's" "t" \
 	"$(q -d app -c "SELECT has_function_privilege('regress_upgrade_app',
 		'presence_track(text, integer, text, text, text, text, jsonb)', 'EXECUTE')")"
-q -d app -c "REVOKE EXECUTE ON FUNCTION presence_track(text, integer, text, text, text, text, jsonb) FROM regress_upgrade_app" \
-	-c "DROP ROLE regress_upgrade_app" >/dev/null
+# Likewise 1.0's presence_worker_start (1.1's has takeover) and
+# presence_set_status (1.1 adds the text, timestamptz and interval forms).
+check "the role granted 1.0's worker_start and set_status can execute 1.1's forms" "t t t t t" \
+	"$(q -d app -c "SELECT concat_ws(' ', VARIADIC array_agg(has_function_privilege('regress_upgrade_app', f, 'EXECUTE') ORDER BY f))
+		FROM unnest(ARRAY['presence_worker_start(text, interval, boolean)',
+		                  'presence_set_status(text, integer, text, text, bigint, text)',
+		                  'presence_set_status(text, integer, text, text, text, text)',
+		                  'presence_set_status(text, integer, text, text, timestamptz, text)',
+		                  'presence_set_status(text, integer, text, text, interval, text)']) AS f")"
+check "the update made the app role presence_app, with no maintenance function" "true false false false" \
+	"$(q -d app -c "SELECT has_function_privilege('presence_app', 'presence_track(text, integer, text, text, text, text, jsonb)', 'EXECUTE')
+		|| ' ' || has_function_privilege('presence_app', 'presence_prune_dead_workers()', 'EXECUTE')
+		|| ' ' || has_function_privilege('presence_app', 'presence_sweep_expired_status()', 'EXECUTE')
+		|| ' ' || has_function_privilege('presence_app', 'presence_history_maintain()', 'EXECUTE')")"
+q -d app -c "DROP OWNED BY regress_upgrade_app" -c "DROP ROLE regress_upgrade_app" >/dev/null
 # Owners of the 1.0 rows: a connection-bound worker whose backend runs
 # belongs to that backend's role; leased and heartbeat rows have none
 # (anyone granted the functions may use them, as in 1.0, until
@@ -157,7 +172,7 @@ EXTCONFIG_SQL="SELECT coalesce(extconfig::regclass[]::text, '-') || ' ' || coale
                  FROM pg_extension WHERE extname = 'presence'"
 check "the updated extension's config tables (pg_dump) = a fresh 1.1's" \
 	"$(q -d fresh -c "$EXTCONFIG_SQL")" "$(q -d app -c "$EXTCONFIG_SQL")"
-check "31 member functions after the update (presence_channel, presence_epoch, and 1.1's meta, history and principals)" "31" "$(grep -c '^function ' "$OUT/members-updated.txt")"
+check "34 member functions after the update (presence_channel, presence_epoch, 1.1's meta, history and principals, set_status's three new forms)" "34" "$(grep -c '^function ' "$OUT/members-updated.txt")"
 
 # The 1.1 functions.
 check "the updated database's snapshots carry presence_epoch()" "t" \

@@ -92,6 +92,21 @@ SELECT status_note = E'say "hi" \\ back\nline2\t\u0001 🦊 café' AS note_kept
 SELECT presence_clear_status('room:1', 9, 'gw-1'),
        presence_clear_status('room:1', 10, 'gw-1') AS no_entry;
 SELECT pg_temp.seq('room:1');
+-- until_ts as a timestamptz, an interval, or text (an untyped parameter);
+-- more than 100 years ahead is refused in every form.
+SELECT presence_set_status('room:1', 9, 'busy', 'at', timestamptz '2100-01-01 00:00:00.5+00', 'gw-1') AS at;
+SELECT (presence_find_entry('room:1', 9, 'gw-1')).status_until AS at_until;
+SELECT presence_set_status('room:1', 9, 'busy', 'for', interval '1 hour', 'gw-1') AS for;
+SELECT (presence_find_entry('room:1', 9, 'gw-1')).status_until
+         - extract(epoch FROM now())::bigint BETWEEN 3598 AND 3602 AS for_until_ok;
+SELECT presence_set_status('room:1', 9, 'busy', 'text', '4102444800'::text, 'gw-1') AS text;
+SELECT (presence_find_entry('room:1', 9, 'gw-1')).status_until AS text_until;
+SELECT pg_temp.try($$SELECT presence_set_status('room:1', 9, 'busy', 'ms', 4102444800000, 'gw-1')$$) AS ms,
+       pg_temp.try($$SELECT presence_set_status('room:1', 9, 'busy', 'far', now() + interval '101 years', 'gw-1')$$) AS far,
+       pg_temp.try($$SELECT presence_set_status('room:1', 9, 'busy', 'long', interval '101 years', 'gw-1')$$) AS long,
+       pg_temp.try($$SELECT presence_set_status('room:1', 9, 'busy', 'ms', '4102444800000', 'gw-1')$$) AS ms_text;
+SELECT presence_clear_status('room:1', 9, 'gw-1');
+SELECT pg_temp.seq('room:1');
 
 -- sweep_expired_status: every shard's expired statuses.
 SELECT topic, presence_set_status(topic, 5, 'busy', 'expired', 1, 'gw-1')
