@@ -66,12 +66,14 @@ class Room extends EventEmitter {
     this.epoch = null;
     this.snapshotPending = false;
     this.buffer = [];
+    this.requests = 0; // snapshot requests made: an answer to an older one is ignored
     this.closed = false;
   }
 
   // Asks for a snapshot; diffs are buffered until it comes.
   requestSnapshot(reason) {
     this.snapshotPending = true;
+    this.requests++;
     this.feed.onSnapshotNeeded(this, reason);
   }
 
@@ -201,9 +203,10 @@ class Feed {
     this.stats = { forged: 0, unsigned: 0, stale: 0, malformed: 0, gaps: 0, epochChanges: 0 };
   }
 
-  // The room of a topic; channel: presence_channel(topic) in topic delivery.
+  // The room of a topic, whose diffs come on channel: the broadcast
+  // channel, or presence_channel(topic) in topic delivery (null: not yet known).
   add(topic, channel) {
-    const room = new Room(this, topic, this.delivery === 'topic' ? channel : this.channel);
+    const room = new Room(this, topic, channel);
     this.rooms.set(topic, room);
     return room;
   }

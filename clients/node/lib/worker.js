@@ -1,0 +1,304 @@
+'use strict';
+// The writing side: one app worker (a gateway process) registered on a
+// dedicated connection, connection-bound (its entries leave when the
+// process dies) or leased (heartbeats). The app names its sockets with
+// strings; the worker gives each an fd. When the dedicated connection is
+// lost, it registers the same id again and tracks its live sockets again.
+
+const { EventEmitter } = require('events');
+const crypto = require('crypto');
+const os = require('os');
+const pg = require('pg');
+const { backoff, sleep, PresenceError } = require('./util');
+
+const STATES = new Set(['available', 'busy', 'blocked']);
+const UNITS = { ms: 0.001, seconds: 1, minutes: 60, hours: 3600, days: 86400 };
+const KEEPALIVE_MS = 10000;
+
+// A duration as a PostgreSQL interval: { seconds: 30 }, { minutes: 5, seconds: 3 },
+// { ms: 1500 }. A bare number is refused: seconds or milliseconds?
+function interval(d, what) {
+  if (d === null || typeof d !== 'object' || d instanceof Date || Array.isArray(d)) {
+    throw new TypeError(`${what} must be a duration such as { seconds: 30 }${what === 'expires' ? ' or a Date' : ''}, not ${typeof d === 'number' ? 'a bare number' : JSON.stringify(d)}`);
+  }
+  let s = 0;
+  for (const [k, v] of Object.entries(d)) {
+    if (!(k in UNITS) || !Number.isFinite(v) || v < 0) throw new TypeError(`${what}: bad duration member ${k}`);
+    s += v * UNITS[k];
+  }
+  return `${s} seconds`;
+}
+
+// identity: 'user:42' (a human), or { principal: 'user:42', agent: 'summarizer-bot' }
+// (an agent acting for user:42).
+function identityOf(identity) {
+  if (typeof identity === 'string') return { principal: identity, kind: 'human', agentId: '' };
+  if (!identity || typeof identity.principal !== 'string') throw new TypeError('identity must be a principal id or { principal, agent }');
+  return identity.agent
+    ? { principal: identity.principal, kind: 'agent_for', agentId: String(identity.agent) }
+    : { principal: identity.principal, kind: 'human', agentId: '' };
+}
+
+function defaultId(name) {
+  return `${name}-${os.hostname()}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
+}
+
+class Worker extends EventEmitter {
+  // options:
+  //   name: the id's first part (default 'presence'); id: the whole id
+  //     (default <name>-<host>-<pid>-<random>)
+  //   lease: a duration ({ seconds: 10 }): a leased worker heartbeating every
+  //     third of it (required with shards); default: bound to its connection
+  //   connection: node-postgres client options (default: libpq's environment)
+  //   applicationName (default presence-worker), poolSize (default 4)
+  //   shards: the database is a presence_proxy one (docs/scaling.md)
+  constructor(options = {}) {
+    super();
+    this.id = options.id || defaultId(options.name || 'presence');
+    if (options.shards && !options.lease) throw new TypeError('shards need a leased worker: pass lease');
+    this.lease = options.lease ? interval(options.lease, 'lease') : null;
+    this.leaseMs = this.lease ? parseFloat(this.lease) * 1000 : 0;
+    this.config = { ...(options.connection || {}), application_name: options.applicationName || 'presence-worker' };
+    this.pool = new pg.Pool({ ...this.config, max: options.poolSize || 4 });
+    this.pool.on('error', (e) => this.emit('warning', `idle connection: ${e.message}`));
+    this.client = null;
+    this.sockets = new Map(); // socket -> { fd, topics: Map<topic, { identity, meta, status }> }
+    this.nextFd = 1;
+    this.generation = 0; // registrations so far: a call that spans one is retried
+    this.ready = null;
+    this.stopping = false;
+    this.timer = null;
+    this.server = null; // what the server's functions accept
+  }
+
+  // Registers the worker; resolves to its id.
+  async start() {
+    if (!this.ready) {
+      this.ready = this.register(false);
+      this.ready.catch(() => {
+        this.ready = null;
+      });
+    }
+    return this.ready;
+  }
+
+  async register(again) {
+    const c = new pg.Client({ ...this.config, keepAlive: true });
+    c.on('error', (e) => this.emit('warning', `worker connection: ${e.message}`));
+    await c.connect();
+    try {
+      if (!this.server) this.server = await this.features(c);
+      const args = [this.id];
+      let call = 'presence_worker_start($1';
+      if (this.lease) call += `, lease => $${args.push(this.lease)}::interval`;
+      // Our own id whose connection we lost: take it over even if the old
+      // backend has not exited yet.
+      if (again && this.server.takeover) call += ', takeover => true';
+      await c.query(`SELECT ${call})`, args);
+    } catch (e) {
+      c.end().catch(() => {});
+      throw PresenceError.from(e);
+    }
+    c.on('end', () => {
+      if (this.client === c) this.lost('connection lost');
+    });
+    this.client = c;
+    this.generation++;
+    clearInterval(this.timer);
+    this.timer = this.lease
+      ? setInterval(() => this.heartbeat(c), this.leaseMs / 3)
+      : setInterval(() => c.query('SELECT 1').catch(() => {}), KEEPALIVE_MS);
+    this.timer.unref();
+    return this.id;
+  }
+
+  async features(c) {
+    const r = await c.query(`
+      SELECT EXISTS (SELECT FROM pg_proc WHERE proname = 'presence_worker_start'
+                        AND 'takeover' = ANY (proargnames)) AS takeover,
+             to_regprocedure('presence_set_status(text,integer,text,text,timestamptz,text)') IS NOT NULL AS at,
+             to_regprocedure('presence_set_status(text,integer,text,text,interval,text)') IS NOT NULL AS after`);
+    return r.rows[0];
+  }
+
+  heartbeat(c) {
+    c.query('SELECT presence_heartbeat($1) AS ok', [this.id]).then(
+      (r) => {
+        if (!r.rows[0].ok) c.end().catch(() => {}); // the lease lapsed: register again
+      },
+      (e) => {
+        if (e.code === '22023') c.end().catch(() => {}); // pruned: register again
+      },
+    );
+  }
+
+  // The dedicated connection is gone (or the lease lapsed): the server
+  // drops this worker's entries; register again, then track every live
+  // socket again.
+  lost(why) {
+    if (this.stopping) return;
+    this.client = null;
+    clearInterval(this.timer);
+    this.emit('lost', { id: this.id, reason: why });
+    this.ready = (async () => {
+      for (let attempt = 0; ; attempt++) {
+        await sleep(backoff(attempt));
+        if (this.stopping) throw new PresenceError('worker stopped');
+        try {
+          await this.register(true);
+          break;
+        } catch (e) {
+          this.emit('warning', `register again failed: ${e.message}`);
+        }
+      }
+      const failed = [];
+      let tracked = 0;
+      for (const [socket, s] of this.sockets) {
+        for (const [topic, t] of s.topics) {
+          try {
+            await this.retrack(socket, s.fd, topic, t);
+            tracked++;
+          } catch (e) {
+            failed.push({ socket, topic, error: PresenceError.from(e) });
+          }
+        }
+      }
+      this.emit('registered', { id: this.id, tracked, failed });
+      return this.id;
+    })();
+    this.ready.catch(() => {});
+  }
+
+  async retrack(socket, fd, topic, t) {
+    await this.pool.query('SELECT presence_track($1, $2, $3, $4, $5, $6, $7)', [
+      topic, fd, t.identity.principal, t.identity.kind, t.identity.agentId, this.id, JSON.stringify(t.meta),
+    ]);
+    if (t.status && (t.status.until === null || t.status.until > Date.now())) {
+      await this.statusCall(topic, fd, t.status.state, t.status.note, t.status.until === null ? null : new Date(t.status.until));
+    }
+  }
+
+  // A call as this worker. One that spans a new registration (the
+  // connection was lost meanwhile) is made again, once, as the new one.
+  async call(sql, params) {
+    if (this.stopping) throw new PresenceError('worker stopped');
+    await this.start();
+    const generation = this.generation;
+    try {
+      return (await this.pool.query(sql, params)).rows;
+    } catch (e) {
+      if (this.generation === generation && this.client) throw PresenceError.from(e);
+      await this.ready;
+      try {
+        return (await this.pool.query(sql, params)).rows;
+      } catch (e2) {
+        throw PresenceError.from(e2);
+      }
+    }
+  }
+
+  fdOf(socket) {
+    const s = this.sockets.get(socket);
+    return s ? s.fd : undefined;
+  }
+
+  // Tracks the socket in the topic; true if the entry is new.
+  async track(topic, socket, identity, meta = {}) {
+    const who = identityOf(identity);
+    let s = this.sockets.get(socket);
+    if (!s) {
+      s = { fd: this.nextFd++, topics: new Map() };
+      this.sockets.set(socket, s);
+    }
+    const t = { identity: who, meta, status: null };
+    const rows = await this.call('SELECT presence_track($1, $2, $3, $4, $5, $6, $7) AS new', [
+      topic, s.fd, who.principal, who.kind, who.agentId, this.id, JSON.stringify(meta),
+    ]);
+    s.topics.set(topic, t);
+    return rows[0].new;
+  }
+
+  // expires: undefined/null (never), a Date, or a duration ({ minutes: 10 }).
+  async setStatus(topic, socket, state, note = '', expires = null) {
+    if (!STATES.has(state)) throw new TypeError(`state must be one of ${[...STATES].join(', ')}`);
+    if (expires !== null && expires !== undefined && !(expires instanceof Date)) interval(expires, 'expires');
+    const { s, t } = this.entry(topic, socket);
+    const ok = await this.statusCall(topic, s.fd, state, note, expires);
+    if (ok && t) {
+      const until = expires === null || expires === undefined ? null : expires instanceof Date ? expires.getTime() : Date.now() + parseFloat(interval(expires, 'expires')) * 1000;
+      t.status = { state, note, until };
+    }
+    return ok;
+  }
+
+  async statusCall(topic, fd, state, note, expires) {
+    await this.start();
+    let until;
+    let args = [topic, fd, state, note];
+    if (expires === null || expires === undefined) {
+      until = '0';
+    } else if (expires instanceof Date) {
+      args.push(expires.toISOString());
+      until = this.server.at ? '$5::timestamptz' : 'ceil(extract(epoch FROM $5::timestamptz))::bigint';
+    } else {
+      args.push(interval(expires, 'expires'));
+      until = this.server.after ? '$5::interval' : 'ceil(extract(epoch FROM statement_timestamp() + $5::interval))::bigint';
+    }
+    args.push(this.id);
+    const rows = await this.call(`SELECT presence_set_status($1, $2, $3, $4, ${until}, $${args.length}) AS ok`, args);
+    return rows[0].ok;
+  }
+
+  async clearStatus(topic, socket) {
+    const { s, t } = this.entry(topic, socket);
+    const rows = await this.call('SELECT presence_clear_status($1, $2, $3) AS ok', [topic, s.fd, this.id]);
+    if (t) t.status = null;
+    return rows[0].ok;
+  }
+
+  async setMeta(topic, socket, meta) {
+    const { s, t } = this.entry(topic, socket);
+    const rows = await this.call('SELECT presence_set_meta($1, $2, $3, $4) AS ok', [topic, s.fd, JSON.stringify(meta), this.id]);
+    if (rows[0].ok && t) t.meta = meta;
+    return rows[0].ok;
+  }
+
+  async untrack(topic, socket) {
+    const { s } = this.entry(topic, socket);
+    s.topics.delete(topic);
+    const rows = await this.call('SELECT presence_untrack($1, $2, $3) AS ok', [topic, s.fd, this.id]);
+    return rows[0].ok;
+  }
+
+  // The socket closed: every entry of it leaves (the number that did).
+  async untrackSocket(socket) {
+    const s = this.sockets.get(socket);
+    if (!s) return 0;
+    this.sockets.delete(socket);
+    const rows = await this.call('SELECT presence_untrack_by_fd($1, $2) AS n', [s.fd, this.id]);
+    return Number(rows[0].n);
+  }
+
+  entry(topic, socket) {
+    const s = this.sockets.get(socket);
+    if (!s) throw new PresenceError(`socket ${JSON.stringify(socket)} is not tracked`);
+    return { s, t: s.topics.get(topic) };
+  }
+
+  // Every entry leaves; the connections close.
+  async stop() {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearInterval(this.timer);
+    const c = this.client;
+    this.client = null;
+    try {
+      if (c) await c.query('SELECT presence_worker_stop($1)', [this.id]);
+    } finally {
+      if (c) await c.end().catch(() => {});
+      await this.pool.end().catch(() => {});
+    }
+  }
+}
+
+module.exports = { Worker, interval, identityOf };
