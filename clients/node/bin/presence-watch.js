@@ -8,8 +8,9 @@
 // {"final":true,"topic","epoch","seq","entries":[...]} with the entries
 // sorted by (worker_id, fd). Connection from libpq's environment (PGHOST,
 // PGPORT, PGUSER, PGDATABASE, PGPASSWORD); signing keys from
-// PRESENCE_SIGNING_KEY (and PRESENCE_SIGNING_KEY_PREVIOUS). Warnings and
-// counters go to stderr.
+// PRESENCE_SIGNING_KEY (and PRESENCE_SIGNING_KEY_PREVIOUS); delivery from
+// the server's presence.delivery unless PRESENCE_DELIVERY (broadcast or
+// topic) says. Warnings, and the counters at exit, go to stderr.
 
 const { Subscriber } = require('..');
 const { ENTRY_KEYS, byKey } = require('../lib/room');
@@ -40,7 +41,7 @@ const out = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
 
 async function main() {
   const { topics, exitAfter } = parseArgs(process.argv.slice(2));
-  const sub = new Subscriber({ applicationName: 'presence-watch' });
+  const sub = new Subscriber({ applicationName: 'presence-watch', delivery: process.env.PRESENCE_DELIVERY || undefined });
   sub.on('warning', (m) => process.stderr.write(`presence-watch: ${m}\n`));
   let finishing = false;
   const rooms = [];

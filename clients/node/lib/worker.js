@@ -174,7 +174,8 @@ class Worker extends EventEmitter {
       topic, fd, t.identity.principal, t.identity.kind, t.identity.agentId, this.id, JSON.stringify(t.meta),
     ]);
     if (t.status && (t.status.until === null || t.status.until > Date.now())) {
-      await this.statusCall(topic, fd, t.status.state, t.status.note, t.status.until === null ? null : new Date(t.status.until));
+      const expires = t.status.until === null ? null : new Date(t.status.until);
+      await this.pool.query(...this.statusQuery(topic, fd, t.status.state, t.status.note, expires));
     }
   }
 
@@ -233,8 +234,16 @@ class Worker extends EventEmitter {
 
   async statusCall(topic, fd, state, note, expires) {
     await this.start();
+    const rows = await this.call(...this.statusQuery(topic, fd, state, note, expires));
+    return rows[0].ok;
+  }
+
+  // presence_set_status with the expiry as the server takes it: a Date as
+  // timestamptz, a duration as interval (as epoch seconds where the server
+  // has only that form).
+  statusQuery(topic, fd, state, note, expires) {
     let until;
-    let args = [topic, fd, state, note];
+    const args = [topic, fd, state, note];
     if (expires === null || expires === undefined) {
       until = '0';
     } else if (expires instanceof Date) {
@@ -245,8 +254,7 @@ class Worker extends EventEmitter {
       until = this.server.after ? '$5::interval' : 'ceil(extract(epoch FROM statement_timestamp() + $5::interval))::bigint';
     }
     args.push(this.id);
-    const rows = await this.call(`SELECT presence_set_status($1, $2, $3, $4, ${until}, $${args.length}) AS ok`, args);
-    return rows[0].ok;
+    return [`SELECT presence_set_status($1, $2, $3, $4, ${until}, $${args.length}) AS ok`, args];
   }
 
   async clearStatus(topic, socket) {
