@@ -66,6 +66,7 @@ class Room extends EventEmitter {
     this.epoch = null;
     this.snapshotPending = false;
     this.buffer = [];
+    this.replaying = false;
     this.requests = 0; // snapshot requests made: an answer to an older one is ignored
     this.closed = false;
   }
@@ -105,6 +106,9 @@ class Room extends EventEmitter {
 
   apply(diff) {
     this.seq = diff.seq;
+    // The diff itself, for relays; not while a snapshot's buffer is replayed
+    // (the 'sync' that follows carries the result).
+    if (!this.replaying) this.emit('diff', diff);
     const entry = entryOf(diff);
     const key = keyOf(entry);
     const old = this.entries.get(key);
@@ -144,7 +148,12 @@ class Room extends EventEmitter {
     }
     const buffered = this.buffer;
     this.buffer = [];
-    for (const d of buffered) this.receive(d);
+    this.replaying = true;
+    try {
+      for (const d of buffered) this.receive(d);
+    } finally {
+      this.replaying = false;
+    }
     this.emit('sync', this.list());
   }
 
@@ -199,6 +208,7 @@ class Feed {
     this.channel = o.channel || 'tep_broadcast';
     this.keys = (o.keys || []).filter(Boolean);
     this.onSnapshotNeeded = o.onSnapshotNeeded || (() => {});
+    this.onDropped = o.onDropped || (() => {}); // (reason, topic, payload): forged, unsigned, malformed
     this.rooms = new Map(); // topic -> Room
     this.stats = { forged: 0, unsigned: 0, stale: 0, malformed: 0, gaps: 0, epochChanges: 0 };
   }
@@ -223,6 +233,7 @@ class Feed {
       parts = wire.split(payload);
     } catch (e) {
       this.stats.malformed++;
+      this.onDropped('malformed', null, payload);
       return;
     }
     const { dtopic, json } = parts;
@@ -232,6 +243,7 @@ class Feed {
       const v = wire.verify(json, this.keys);
       if (v !== 'ok') {
         this.stats[v]++;
+        this.onDropped(v, room.topic, payload);
         return;
       }
     }
@@ -240,6 +252,7 @@ class Feed {
       d = wire.decode(payload);
     } catch (e) {
       this.stats.malformed++;
+      this.onDropped('malformed', room.topic, payload);
       return;
     }
     room.receive(d.diff);

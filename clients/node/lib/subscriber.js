@@ -93,7 +93,8 @@ class Listener {
 class Subscriber extends EventEmitter {
   // options:
   //   connection: node-postgres client options (default: libpq's PG* environment)
-  //   applicationName: of its connections (default presence-subscriber)
+  //   applicationName: of its connections (default presence-subscriber);
+  //   poolApplicationName: of those that take snapshots, if another
   //   delivery: 'broadcast' | 'topic' (default: the server's presence.delivery; 'both' reads as topic)
   //   channel: the broadcast channel (default: the server's presence.channel)
   //   signingKeys: [current, previous] (default: PRESENCE_SIGNING_KEY, PRESENCE_SIGNING_KEY_PREVIOUS)
@@ -104,9 +105,13 @@ class Subscriber extends EventEmitter {
     this.options = options;
     this.config = { ...(options.connection || {}), application_name: options.applicationName || 'presence-subscriber' };
     this.keys = options.signingKeys !== undefined ? options.signingKeys.filter(Boolean) : signingKeysFromEnv();
-    this.feed = new Feed({ keys: this.keys, onSnapshotNeeded: (room, reason) => this.snapshotNeeded(room, reason) });
+    this.feed = new Feed({
+      keys: this.keys,
+      onSnapshotNeeded: (room, reason) => this.snapshotNeeded(room, reason),
+      onDropped: (reason, topic, payload) => this.emit('dropped', { reason, topic, payload }),
+    });
     this.listeners = new Map(); // connstr ('' without shards) -> Listener
-    this.pool = new pg.Pool({ ...this.config, max: 2 });
+    this.pool = new pg.Pool({ ...this.config, application_name: options.poolApplicationName || this.config.application_name, max: 2 });
     this.pool.on('error', (e) => this.warn(`idle connection: ${e.message}`));
     this.waiting = new Set(); // rooms whose snapshot is to be asked
     this.flushing = null;

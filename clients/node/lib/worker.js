@@ -50,7 +50,8 @@ class Worker extends EventEmitter {
   //   lease: a duration ({ seconds: 10 }): a leased worker heartbeating every
   //     third of it (required with shards); default: bound to its connection
   //   connection: node-postgres client options (default: libpq's environment)
-  //   applicationName (default presence-worker), poolSize (default 4)
+  //   applicationName (default presence-worker), poolApplicationName (of the
+  //   connections the calls go through, if another), poolSize (default 4)
   //   shards: the database is a presence_proxy one (docs/scaling.md)
   constructor(options = {}) {
     super();
@@ -59,7 +60,7 @@ class Worker extends EventEmitter {
     this.lease = options.lease ? interval(options.lease, 'lease') : null;
     this.leaseMs = this.lease ? parseFloat(this.lease) * 1000 : 0;
     this.config = { ...(options.connection || {}), application_name: options.applicationName || 'presence-worker' };
-    this.pool = new pg.Pool({ ...this.config, max: options.poolSize || 4 });
+    this.pool = new pg.Pool({ ...this.config, application_name: options.poolApplicationName || this.config.application_name, max: options.poolSize || 4 });
     this.pool.on('error', (e) => this.emit('warning', `idle connection: ${e.message}`));
     this.client = null;
     this.sockets = new Map(); // socket -> { fd, topics: Map<topic, { identity, meta, status }> }
