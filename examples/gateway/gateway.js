@@ -18,7 +18,7 @@
 //     to the channels of the topics this gateway has subscribers for)
 //   PRESENCE_SHARDS=1: the database is a presence_proxy one (docs/scaling.md):
 //     a leased worker (PRESENCE_LEASE_S, 10) heartbeating through the proxy,
-//     and one LISTEN connection per shard (lib/shards.js)
+//     and one LISTEN connection per shard (the client's Subscriber)
 //   PRESENCE_TOKEN_SECRET: accept only HMAC-signed tokens (unset = demo mode)
 //   PRESENCE_SIGNING_KEY: the server's presence.signing_key; diffs without
 //     its signature are dropped and logged as forged (unset = not checked)
@@ -32,9 +32,9 @@ const fs = require('fs');
 const path = require('path');
 const { WebSocketServer, WebSocket } = require('ws');
 const pg = require('pg');
-const wire = require('./lib/wire');
 const token = require('./lib/token');
-const { ShardFeeds } = require('./lib/shards');
+const { Relay } = require('./lib/relay');
+const { Subscriber } = require('../../clients/node');
 
 const env = process.env;
 const PORT = Number(env.PORT || 8081);
@@ -71,13 +71,6 @@ const backoffDelay = (attempt) =>
 
 const stats = {
   worker_restarts: 0,
-  listen_reconnects: 0,
-  gaps: 0,
-  resyncs: 0,
-  diffs_relayed: 0,
-  bad_payloads: 0,
-  forged: 0,
-  epoch_changes: 0,
   client_errors: 0,
 };
 
@@ -186,263 +179,48 @@ function workerLost() {
 }
 
 // ---------------------------------------------------------------------------
-// The LISTEN connection and the per-socket subscriptions.
-//
-// A subscription is { conn, topic, seq, epoch, buffer, gen }. seq is the
-// last seq the socket has (null while a snapshot is in flight; diffs
-// arriving then are buffered), epoch its snapshot's. Diffs with seq <= the
-// socket's seq are already in its snapshot; seq + 1 is relayed; anything
-// higher is a gap, and another epoch a new history: both trigger a resync
-// from a fresh snapshot.
+// Reading: the presence client's Subscriber (clients/node) keeps one LISTEN
+// connection (one per shard) and one exact room per topic; lib/relay.js
+// relays each room to the sockets subscribed to it.
 
-const feed = { client: null, live: false, attempt: 0, keepalive: null };
-const topics = new Map(); // topic -> Set<subscription>
+const subscriber = new Subscriber({
+  applicationName: `presence-gateway:${NAME}:listen`,
+  poolApplicationName: `presence-gateway:${NAME}:snapshots`,
+  connection: env.DATABASE_URL ? { connectionString: env.DATABASE_URL } : undefined,
+  delivery: TOPIC_DELIVERY ? 'topic' : 'broadcast',
+  channel: CHANNEL,
+  signingKeys: SIGNING_KEYS,
+  shards: SHARDS,
+});
+subscriber.on('warning', (m) => log(m));
+subscriber.on('disconnected', ({ shard }) => log(`${shard ? `shard ${shard}: ` : ''}LISTEN connection lost; reconnecting with backoff`));
+subscriber.on('reconnected', ({ shard }) => log(`${shard ? `shard ${shard}: ` : ''}LISTEN connection back; resyncing its subscriptions`));
 
-// Topic delivery: the channel of each topic with subscribers, LISTENed on
-// the one LISTEN connection before the topic's first snapshot and
-// UNLISTENed when its last subscriber leaves.
-const channels = new Map(); // topic -> { channel, listened: Promise|null }
-const channelTopics = new Map(); // channel -> topic
-
-async function channelOf(topic) {
-  let ch = channels.get(topic);
-  if (!ch) {
-    const r = await pool.query('SELECT presence_channel($1) AS c', [topic]);
-    ch = channels.get(topic); // another subscriber may have won the race
-    if (!ch) {
-      ch = { channel: r.rows[0].c, listened: null };
-      channels.set(topic, ch);
-      channelTopics.set(ch.channel, topic);
-    }
-  }
-  return ch;
-}
-
-// Resolves once the feed LISTENs to the topic's channel (at once in
-// broadcast delivery, where the one channel is LISTENed at connect).
-async function listening(topic) {
-  if (SHARDS) await shards.clientFor(topic); // throws while its shard is down
-  if (!TOPIC_DELIVERY) return;
-  const ch = await channelOf(topic);
-  const c = SHARDS ? await shards.clientFor(topic) : feed.client;
-  if (!c) throw new Error('no LISTEN connection');
-  if (!ch.listened || ch.client !== c) {
-    ch.client = c;
-    ch.listened = c.query(`LISTEN ${c.escapeIdentifier(ch.channel)}`);
-    ch.listened.catch(() => { ch.listened = null; });
-  }
-  await ch.listened;
-}
-
-function unlisten(topic) {
-  const ch = channels.get(topic);
-  if (!ch) return;
-  channels.delete(topic);
-  channelTopics.delete(ch.channel);
-  const c = SHARDS ? ch.client : feed.client;
-  if (c && ch.client === c) c.query(`UNLISTEN ${c.escapeIdentifier(ch.channel)}`).catch(() => {});
-}
-
-async function listenOnce() {
-  const c = new pg.Client(pgConfig('listen'));
-  c.on('error', (e) => log('listen connection error:', e.message));
-  c.on('notification', (m) => {
-    if (feed.client === c) onNotification(m);
-  });
-  await c.connect();
-  try {
-    if (!TOPIC_DELIVERY) await c.query(`LISTEN ${c.escapeIdentifier(CHANNEL)}`);
-  } catch (e) {
-    c.end().catch(() => {});
-    throw e;
-  }
-  c.on('end', () => {
-    if (feed.client === c) feedLost();
-  });
-  feed.client = c;
-  feed.live = true;
-  feed.attempt = 0;
-  clearInterval(feed.keepalive);
-  feed.keepalive = setInterval(() => {
-    c.query('SELECT 1').catch(() => {});
-  }, 10000);
-}
-
-function feedLost() {
-  if (worker.stopping) return;
-  log('LISTEN connection lost; reconnecting with backoff');
-  feed.client = null;
-  feed.live = false;
-  clearInterval(feed.keepalive);
-  for (const subs of topics.values()) for (const sub of subs) pause(sub);
-  (async () => {
-    while (!worker.stopping) {
-      await sleep(backoffDelay(feed.attempt++));
-      try {
-        await listenOnce();
-        stats.listen_reconnects++;
-        log('LISTEN connection back; resyncing every subscription');
-        for (const subs of topics.values()) for (const sub of subs) resync(sub, 'reconnect');
-        return;
-      } catch (e) {
-        log('LISTEN reconnect failed:', e.message);
-      }
-    }
-  })();
-}
-
-function pause(sub) {
-  sub.gen++; // drop any snapshot in flight: it is resynced after LISTEN
-  sub.seq = null;
-  sub.buffer = [];
-  send(sub.conn, { type: 'feed', topic: sub.topic, live: false });
-}
-
-// Shard mode: one shard's LISTEN connection went down or came back; only
-// the subscriptions of its topics wait and resync.
-function subsOnShard(connstr) {
-  const out = [];
-  for (const [topic, subs] of topics) if (shards.topicShard(topic) === connstr) out.push(...subs);
-  return out;
-}
-
-const shards = SHARDS
-  ? new ShardFeeds({
-      pool,
-      config: pgConfig,
-      channel: CHANNEL,
-      topicDelivery: TOPIC_DELIVERY,
-      onNotification: (m) => onNotification(m),
-      onDown: (s) => subsOnShard(s).forEach(pause),
-      onUp: (s) => {
-        stats.listen_reconnects++;
-        for (const sub of subsOnShard(s)) resync(sub, 'reconnect');
-      },
-      log,
-      backoff: backoffDelay,
-      sleep,
-      stopping: () => worker.stopping,
-    })
-  : null;
-
-function onNotification(msg) {
-  if (TOPIC_DELIVERY ? !channelTopics.has(msg.channel) : msg.channel !== CHANNEL) return;
-  let d;
-  try {
-    d = wire.decodePresence(msg.payload);
-  } catch (e) {
-    stats.bad_payloads++;
-    log('ignoring malformed payload:', e.message);
-    return;
-  }
-  if (!d) return; // another Tep broadcast topic
-  if (SIGNING_KEYS.length && !SIGNING_KEYS.some((k) => wire.signedBy(d.json, k))) {
-    stats.forged++;
-    log(`dropping a diff on ${d.topic} without a valid signature (forged?):`, msg.payload.slice(0, 200));
-    return;
-  }
-  const subs = topics.get(d.topic);
-  if (!subs) return;
-  for (const sub of subs) deliver(sub, d.diff);
-}
-
-function deliver(sub, diff) {
-  if (sub.seq === null) {
-    sub.buffer.push(diff);
-    return;
-  }
-  if (diff.epoch !== sub.epoch) {
-    // the server's history restarted (crash, promotion, restore, extension
-    // created again): seqs of the old epoch say nothing about the new one
-    stats.epoch_changes++;
-    log(`epoch of ${sub.topic} changed from ${sub.epoch} to ${diff.epoch}; resyncing`);
-    resync(sub, 'epoch');
-    return;
-  }
-  if (diff.seq <= sub.seq) return; // already in the snapshot
-  if (diff.seq !== sub.seq + 1) {
-    stats.gaps++;
-    log(`seq gap on ${sub.topic} for fd ${sub.conn.fd}: had ${sub.seq}, got ${diff.seq}; resyncing`);
-    resync(sub, 'gap');
-    return;
-  }
-  sub.seq = diff.seq;
-  stats.diffs_relayed++;
-  send(sub.conn, { type: 'diff', topic: sub.topic, seq: diff.seq, diff });
-}
-
-async function resync(sub, reason) {
-  const gen = ++sub.gen;
-  sub.seq = null;
-  sub.buffer = [];
-  if (!SHARDS && !feed.live) return; // resynced when LISTEN is back
-  if (reason !== 'subscribe') stats.resyncs++;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await listening(sub.topic); // LISTEN before the snapshot
-      if (sub.gen !== gen || sub.closed) return;
-      const r = await pool.query('SELECT presence_snapshot($1) AS s', [sub.topic]);
-      if (sub.gen !== gen || sub.closed) return; // superseded
-      const snap = r.rows[0].s;
-      sub.seq = Number(snap.seq);
-      sub.epoch = snap.epoch;
-      send(sub.conn, {
-        type: 'snapshot',
-        topic: sub.topic,
-        seq: sub.seq,
-        entries: snap.entries || [],
-        reason,
-      });
-      const buffered = sub.buffer.sort((a, b) => a.seq - b.seq);
-      sub.buffer = [];
-      for (const d of buffered) {
-        if (sub.gen !== gen) return;
-        deliver(sub, d);
-      }
-      return;
-    } catch (e) {
-      if (sub.gen !== gen || sub.closed) return;
-      if (e.code && e.code.startsWith('22')) {
-        // a bad topic: tell the client and drop the subscription
-        sendError(sub.conn, 'bad_topic', e.message, undefined, e.code);
-        unsubscribe(sub.conn, sub.topic);
-        return;
-      }
-      log(`snapshot of ${sub.topic} failed (${e.message}); retrying`);
-      await sleep(backoffDelay(attempt));
-      if (sub.gen !== gen || sub.closed) return;
-    }
-  }
-}
+const relay = new Relay({ subscriber, send: (c, m) => send(c, m), sendError: (...a) => sendError(...a), log });
 
 function subscribe(conn, topic) {
-  let sub = conn.subs.get(topic);
-  if (!sub) {
-    if (conn.subs.size >= MAX_SUBSCRIPTIONS) {
-      throw new ClientError('too_many_subscriptions', `at most ${MAX_SUBSCRIPTIONS} subscriptions per socket`);
-    }
-    sub = { conn, topic, seq: null, epoch: null, buffer: [], gen: 0, closed: false };
-    conn.subs.set(topic, sub);
-    if (!topics.has(topic)) topics.set(topic, new Set());
-    topics.get(topic).add(sub);
+  if (!conn.subs.has(topic) && conn.subs.size >= MAX_SUBSCRIPTIONS) {
+    throw new ClientError('too_many_subscriptions', `at most ${MAX_SUBSCRIPTIONS} subscriptions per socket`);
   }
-  resync(sub, 'subscribe');
+  relay.subscribe(conn, topic);
 }
 
 function unsubscribe(conn, topic) {
-  const sub = conn.subs.get(topic);
-  if (!sub) return false;
-  sub.closed = true;
-  sub.gen++;
-  conn.subs.delete(topic);
-  const set = topics.get(topic);
-  set.delete(sub);
-  if (set.size === 0) {
-    topics.delete(topic);
-    unlisten(topic);
-    if (SHARDS) shards.forget(topic);
-  }
-  return true;
+  return relay.unsubscribe(conn, topic);
+}
+
+// /healthz's counters of the reading side, from the client's.
+function feedStats() {
+  const c = subscriber.counters();
+  return {
+    listen_reconnects: c.reconnects,
+    gaps: c.gaps,
+    resyncs: c.resyncs,
+    diffs_relayed: relay.diffsRelayed,
+    bad_payloads: c.malformed,
+    forged: c.forged + c.unsigned,
+    epoch_changes: c.epochChanges,
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -696,7 +474,7 @@ function onConnection(ws, req) {
     name: who.name || '',
     worker: null,
     status: null,
-    subs: new Map(),
+    subs: new Set(),
     queue: Promise.resolve(),
     pending: 0,
     closed: false,
@@ -707,7 +485,7 @@ function onConnection(ws, req) {
   ws.on('close', () => {
     conn.closed = true;
     conns.delete(conn);
-    for (const t of [...conn.subs.keys()]) unsubscribe(conn, t);
+    relay.dropSocket(conn);
     conn.pending = 0; // never refuse the untrack
     enqueue(conn, () => untrack(conn)).catch((e) => log(`untrack of fd ${conn.fd} failed:`, e.message));
   });
@@ -744,16 +522,17 @@ const server = http.createServer((req, res) => {
   if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' });
   if (url.pathname === '/healthz') {
     return json(res, 200, {
-      ok: Boolean(worker.id) && (SHARDS ? shards.allLive() : feed.live),
+      ok: Boolean(worker.id) && subscriber.live(),
       gateway: NAME,
       worker_id: worker.id,
-      feed_live: SHARDS ? shards.allLive() : feed.live,
-      ...(SHARDS ? { shards: shards.status() } : {}),
+      feed_live: subscriber.live(),
+      ...(SHARDS ? { shards: subscriber.shardStatus() } : {}),
       sockets: conns.size,
-      topics: topics.size,
+      topics: relay.topics.size,
       delivery: TOPIC_DELIVERY ? 'topic' : 'broadcast',
-      channels: [...channels.values()].map((c) => c.channel).sort(),
+      channels: relay.channels(),
       ...stats,
+      ...feedStats(),
     });
   }
   if (url.pathname === '/config.json') {
@@ -803,25 +582,23 @@ async function shutdown(signal) {
   }
   for (const conn of conns) conn.ws.close(1001, 'gateway shutting down');
   clearInterval(worker.keepalive);
-  clearInterval(feed.keepalive);
-  await Promise.allSettled([
-    worker.client && worker.client.end(),
-    feed.client && feed.client.end(),
-    SHARDS && shards.stop(),
-    pool.end(),
-  ]);
+  await Promise.allSettled([worker.client && worker.client.end(), subscriber.close(), pool.end()]);
   process.exit(0);
 }
 
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('SIGINT', () => shutdown('SIGINT'));
-process.on('uncaughtException', (e) => log('uncaught exception (kept running):', e));
-process.on('unhandledRejection', (e) => log('unhandled rejection (kept running):', e));
+// An unexpected error leaves the state unknown: exit (the connection-bound
+// worker's entries then leave) rather than serve a room that may be wrong.
+process.on('unhandledRejection', (e) => {
+  log('unhandled rejection; exiting:', e);
+  process.exit(1);
+});
 
 (async () => {
   try {
     const id = await startWorkerOnce();
-    await (SHARDS ? shards.start() : listenOnce()); // LISTEN before any snapshot is taken
+    await subscriber.start(); // the LISTEN connection(s), before any snapshot
     await new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(PORT, HOST, resolve);

@@ -95,9 +95,11 @@ class Room extends EventEmitter {
       return;
     }
     if (diff.epoch !== this.epoch || diff.seq !== this.seq + 1) {
+      // Not buffered: the snapshot asked for now is taken after this diff
+      // arrived, so it has the diff if the diff is real (and a bogus one
+      // cannot make the room resync again and again).
       if (diff.epoch !== this.epoch) this.feed.stats.epochChanges++;
       else this.feed.stats.gaps++;
-      this.buffer.push(diff);
       this.requestSnapshot(diff.epoch !== this.epoch ? 'epoch' : 'gap');
       return;
     }
@@ -150,7 +152,12 @@ class Room extends EventEmitter {
     this.buffer = [];
     this.replaying = true;
     try {
-      for (const d of buffered) this.receive(d);
+      // A gap or another epoch in the buffer asks for another snapshot,
+      // which has the rest of the buffer (it all arrived before).
+      for (const d of buffered) {
+        if (this.snapshotPending) break;
+        this.receive(d);
+      }
     } finally {
       this.replaying = false;
     }

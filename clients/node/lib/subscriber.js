@@ -13,8 +13,10 @@ const KEEPALIVE_MS = 10000;
 
 // One LISTEN connection and the channels it must LISTEN on.
 class Listener {
-  constructor(sub, config, label) {
+  constructor(sub, config, connstr) {
     this.sub = sub;
+    this.connstr = connstr; // '' without shards
+    const label = connstr ? ` (shard ${connstr})` : '';
     this.config = config;
     this.label = label;
     this.channels = new Set();
@@ -63,7 +65,7 @@ class Listener {
     this.live = false;
     clearInterval(this.keepalive);
     if (this.sub.closing) return;
-    this.sub.emit('disconnected', { listener: this.label.trim() || 'listen' });
+    this.sub.emit('disconnected', { shard: this.connstr || null });
     this.connecting = (async () => {
       for (let attempt = 0; !this.sub.closing; attempt++) {
         await sleep(backoff(attempt));
@@ -71,7 +73,7 @@ class Listener {
         try {
           await this.connect();
           this.sub.stats.reconnects++;
-          this.sub.emit('reconnected', { listener: this.label.trim() || 'listen' });
+          this.sub.emit('reconnected', { shard: this.connstr || null });
           for (const room of this.sub.feed.rooms.values()) if (room.listener === this) room.reconnected();
           return;
         } catch (e) {
@@ -131,7 +133,9 @@ class Subscriber extends EventEmitter {
   }
 
   async startOnce() {
-    await this.pool.query('SELECT presence_epoch()'); // loads the library, so its GUCs read
+    if (!this.options.delivery && !this.options.shards) {
+      await this.pool.query('SELECT presence_epoch()'); // loads the library, so that its GUCs read
+    }
     const r = await this.pool.query(
       `SELECT current_setting('presence.delivery', true) AS delivery,
               current_setting('presence.channel', true) AS channel,
@@ -147,7 +151,7 @@ class Subscriber extends EventEmitter {
       ? (await this.pool.query('SELECT connstr FROM presence_shards() ORDER BY shard')).rows.map((x) => x.connstr)
       : [''];
     for (const connstr of shards) {
-      const l = new Listener(this, { ...this.config, ...parseConninfo(connstr) }, connstr ? ` (shard ${connstr})` : '');
+      const l = new Listener(this, { ...this.config, ...parseConninfo(connstr) }, connstr);
       if (delivery === 'broadcast') l.channels.add(channel);
       this.listeners.set(connstr, l);
     }
@@ -165,7 +169,17 @@ class Subscriber extends EventEmitter {
   }
 
   get delivery() {
-    return this.feed && this.feed.delivery;
+    return this.feed.delivery;
+  }
+
+  // Whether every LISTEN connection is up.
+  live() {
+    return [...this.listeners.values()].every((l) => l.live);
+  }
+
+  // Shard mode: each shard's LISTEN connection and whether it is up.
+  shardStatus() {
+    return [...this.listeners.values()].map((l) => ({ connstr: l.connstr, live: l.live }));
   }
 
   // The room of a topic, at once (to attach handlers before the first
