@@ -26,7 +26,6 @@
 //     changes (backends take a reload one by one)
 //   PRESENCE_DEFAULT_TOPIC (room:lobby)
 
-const crypto = require('crypto');
 const http = require('http');
 const fs = require('fs');
 const path = require('path');
@@ -34,7 +33,7 @@ const { WebSocketServer, WebSocket } = require('ws');
 const pg = require('pg');
 const token = require('./lib/token');
 const { Relay } = require('./lib/relay');
-const { Subscriber } = require('../../clients/node');
+const { Subscriber, Worker } = require('../../clients/node');
 
 const env = process.env;
 const PORT = Number(env.PORT || 8081);
@@ -75,108 +74,36 @@ const stats = {
 };
 
 // ---------------------------------------------------------------------------
-// Pooled connections: every call passes the worker id explicitly, because
-// only the dedicated worker connection has presence.worker_id set.
+// The page's header counts are read on connections of their own.
 
-const pool = new pg.Pool({ ...pgConfig('pool'), max: 8 });
+const pool = new pg.Pool({ ...pgConfig('reads'), max: 2 });
 pool.on('error', (e) => log('idle pool connection lost:', e.message));
 
 // ---------------------------------------------------------------------------
-// The dedicated worker connection. presence_worker_start(id) on it makes
-// this process a worker bound to that connection: if the process dies, its
-// backend exits and the extension's background worker removes every entry
-// it owned.
+// Writing: the presence client's Worker (clients/node). Bound to its
+// dedicated connection (if the process dies, its backend exits and the
+// extension removes every entry it owned); through a proxy, leased and
+// heartbeating (the proxy reaches the shards on pooled connections). When
+// its connection is lost it registers a new id and tracks every socket
+// again; the pages are told their new worker.
 
-const worker = {
-  client: null,
-  id: null,
-  ready: null, // promise of the id while (re)starting
-  resolveReady: null,
-  stopping: false,
-  keepalive: null,
-};
-
-function resetReady() {
-  worker.ready = new Promise((r) => {
-    worker.resolveReady = r;
-  });
-}
-resetReady();
-
-async function startWorkerOnce() {
-  const c = new pg.Client(pgConfig('worker'));
-  c.on('error', (e) => log('worker connection error:', e.message));
-  await c.connect();
-  // An id of its own, bound to this connection by presence_worker_start:
-  // the pool's calls name it, and a connection-bound pg-<pid>-<start> id
-  // may be used only from its own connection.  A new one per start, so a
-  // restarted worker never meets the lost one's entries.
-  const wanted = `${NAME}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
-  let id;
-  try {
-    // Through a proxy, a leased worker: the proxy reaches the shards on
-    // pooled connections, so a connection-bound one cannot work.
-    id = SHARDS
-      ? (await c.query('SELECT presence_worker_start($1, make_interval(secs => $2)) AS id', [NAME, LEASE_S])).rows[0].id
-      : (await c.query('SELECT presence_worker_start($1) AS id', [wanted])).rows[0].id;
-  } catch (e) {
-    c.end().catch(() => {});
-    throw e;
-  }
-  c.on('end', () => {
-    if (worker.client === c) workerLost();
-  });
-  worker.client = c;
-  worker.id = id;
-  clearInterval(worker.keepalive);
-  worker.keepalive = SHARDS
-    ? setInterval(() => heartbeat(c, id), (LEASE_S * 1000) / 3)
-    : setInterval(() => {
-        c.query('SELECT 1').catch(() => {});
-      }, 10000);
-  worker.resolveReady(id);
-  return id;
-}
-
-// A heartbeat that finds the lease lapsed on some shard (false, or the
-// worker unknown: 22023) restarts the worker, as a lost connection does.
-function heartbeat(c, id) {
-  c.query('SELECT presence_heartbeat($1) AS ok', [id]).then(
-    (r) => {
-      if (!r.rows[0].ok) {
-        log(`worker ${id}: lease lapsed on a shard; restarting`);
-        c.end().catch(() => {});
-      }
-    },
-    (e) => {
-      log(`worker ${id}: heartbeat failed: ${e.message}`);
-      if (e.code === '22023') c.end().catch(() => {});
-    },
-  );
-}
-
-function workerLost() {
-  if (worker.stopping) return;
-  log(`worker connection lost (worker ${worker.id}); its entries are gone, restarting`);
-  worker.client = null;
-  worker.id = null;
-  clearInterval(worker.keepalive);
-  resetReady();
+const worker = new Worker({
+  ...(SHARDS ? { id: NAME, lease: { seconds: LEASE_S }, shards: true } : { name: NAME, newIdOnRestart: true }),
+  connection: env.DATABASE_URL ? { connectionString: env.DATABASE_URL } : undefined,
+  applicationName: `presence-gateway:${NAME}:worker`,
+  poolApplicationName: `presence-gateway:${NAME}:pool`,
+  poolSize: 8,
+});
+worker.on('warning', (m) => log(m));
+worker.on('lost', ({ id, reason }) => {
   stats.worker_restarts++;
-  (async () => {
-    for (let attempt = 0; !worker.stopping; attempt++) {
-      await sleep(backoffDelay(attempt));
-      try {
-        const id = await startWorkerOnce();
-        log(`worker restarted as ${id}; tracking ${conns.size} socket(s) again`);
-        for (const conn of conns) enqueue(conn, () => track(conn, true));
-        return;
-      } catch (e) {
-        log('worker restart failed:', e.message);
-      }
-    }
-  })();
-}
+  log(`worker ${id}: ${reason}; its entries are gone, registering again`);
+});
+worker.on('retrack_failed', (topic, socket, e) => log(`could not track ${socket} in ${topic} again: ${e.message}`));
+worker.on('restart', ({ id, tracked }) => {
+  log(`worker restarted as ${id}; tracked ${tracked} socket(s) again`);
+  for (const conn of conns) if (worker.fdOf(conn.sock) !== undefined) hello(conn);
+});
 
 // ---------------------------------------------------------------------------
 // Reading: the presence client's Subscriber (clients/node) keeps one LISTEN
@@ -227,7 +154,7 @@ function feedStats() {
 // Sockets.
 
 const conns = new Set();
-let nextFd = 1;
+let nextSocket = 1;
 
 class ClientError extends Error {
   constructor(error, message) {
@@ -259,37 +186,19 @@ function enqueue(conn, fn) {
   return p;
 }
 
-async function track(conn, again = false) {
+async function track(conn) {
   if (conn.closed) return;
-  const wid = await worker.ready;
-  await pool.query('SELECT presence_track($1, $2, $3, $4, $5, $6, $7)', [
-    conn.topic,
-    conn.fd,
-    conn.principal,
-    conn.kind,
-    conn.agent_id,
-    wid,
-    JSON.stringify(metaOf(conn)),
-  ]);
-  if (wid !== worker.id) {
-    // The worker connection died while this call ran. Had the extension
-    // already pruned the dead worker, presence_track registered its id anew
-    // as a heartbeat worker: stop it, so no entry lingers for worker_ttl.
-    // The restart re-tracks this socket under the new id.
-    await pool.query('SELECT presence_worker_stop($1)', [wid]).catch(() => {});
-    return;
-  }
-  conn.worker = wid;
-  if (again && conn.status && (conn.status.until_ts === 0 || conn.status.until_ts > Date.now() / 1000)) {
-    const s = conn.status;
-    await pool.query('SELECT presence_set_status($1, $2, $3, $4, $5, $6)', [
-      conn.topic, conn.fd, s.state, s.note, s.until_ts, wid,
-    ]);
-  }
+  const identity = conn.kind === 'agent_for' ? { principal: conn.principal, agent: conn.agent_id } : conn.principal;
+  await worker.track(conn.topic, conn.sock, identity, metaOf(conn));
+  conn.fd = worker.fdOf(conn.sock);
+  hello(conn);
+}
+
+function hello(conn) {
   send(conn, {
     type: 'hello',
     gateway: NAME,
-    worker_id: wid,
+    worker_id: worker.id,
     fd: conn.fd,
     topic: conn.topic,
     principal: conn.principal,
@@ -327,21 +236,18 @@ async function counts(conn, topic, ref) {
 }
 
 async function untrack(conn) {
-  // Only while the worker that tracked the socket is still ours: a lost
-  // worker's entries are already gone.
-  if (!conn.worker || conn.worker !== worker.id || worker.stopping) return;
-  if (SHARDS) return untrackOnShard(conn);
-  await pool.query('SELECT presence_untrack_by_fd($1, $2)', [conn.fd, conn.worker]);
-}
-
-// Shard mode: the socket's one entry is on its topic's shard. While that
-// shard is down the call fails and is retried until it is back: else the
-// entry would outlive the socket there, kept alive by this worker's
-// heartbeats. A restarted worker has dropped it already.
-async function untrackOnShard(conn) {
-  for (let attempt = 0; conn.worker === worker.id && !worker.stopping; attempt++) {
+  if (worker.stopping || worker.fdOf(conn.sock) === undefined) return;
+  if (!SHARDS) {
+    await worker.untrackSocket(conn.sock);
+    return;
+  }
+  // Shard mode: the socket's one entry is on its topic's shard. While that
+  // shard is down the call fails and is made again until it is back: else
+  // the entry would outlive the socket there, kept alive by this worker's
+  // heartbeats.
+  for (let attempt = 0; !worker.stopping && worker.fdOf(conn.sock) !== undefined; attempt++) {
     try {
-      await pool.query('SELECT presence_untrack($1, $2, $3)', [conn.topic, conn.fd, conn.worker]);
+      await worker.untrack(conn.topic, conn.sock);
       return;
     } catch (e) {
       if (e.code && e.code.startsWith('22')) throw e;
@@ -414,22 +320,19 @@ function onMessage(conn, data, isBinary) {
       case 'status': {
         const s = parseStatus(m);
         enqueue(conn, async () => {
-          const wid = await worker.ready;
-          const r = await pool.query('SELECT presence_set_status($1, $2, $3, $4, $5, $6) AS ok', [
-            conn.topic, conn.fd, s.state, s.note, s.until_ts, wid,
-          ]);
-          if (!r.rows[0].ok) throw new ClientError('not_tracked', 'this socket has no presence entry');
-          conn.status = s;
+          const expires = s.until_ts ? new Date(s.until_ts * 1000) : null;
+          if (!(await worker.setStatus(conn.topic, conn.sock, s.state, s.note, expires))) {
+            throw new ClientError('not_tracked', 'this socket has no presence entry');
+          }
           send(conn, { type: 'ok', op: 'status', ref, ...s });
         }).catch((e) => (e instanceof ClientError ? sendError(conn, e.error, e.message, ref) : dbErrorReply(conn, e, ref)));
         return;
       }
       case 'clear_status':
         enqueue(conn, async () => {
-          const wid = await worker.ready;
-          const r = await pool.query('SELECT presence_clear_status($1, $2, $3) AS ok', [conn.topic, conn.fd, wid]);
-          if (!r.rows[0].ok) throw new ClientError('not_tracked', 'this socket has no presence entry');
-          conn.status = null;
+          if (!(await worker.clearStatus(conn.topic, conn.sock))) {
+            throw new ClientError('not_tracked', 'this socket has no presence entry');
+          }
           send(conn, { type: 'ok', op: 'clear_status', ref });
         }).catch((e) => (e instanceof ClientError ? sendError(conn, e.error, e.message, ref) : dbErrorReply(conn, e, ref)));
         return;
@@ -466,7 +369,8 @@ function onConnection(ws, req) {
   }
   const conn = {
     ws,
-    fd: nextFd++,
+    sock: `ws-${nextSocket++}`,
+    fd: null, // the Worker's, once tracked
     topic,
     principal: who.principal,
     kind: who.kind,
@@ -522,7 +426,7 @@ const server = http.createServer((req, res) => {
   if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' });
   if (url.pathname === '/healthz') {
     return json(res, 200, {
-      ok: Boolean(worker.id) && subscriber.live(),
+      ok: Boolean(worker.client) && subscriber.live(),
       gateway: NAME,
       worker_id: worker.id,
       feed_live: subscriber.live(),
@@ -556,7 +460,7 @@ const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
 wss.on('connection', onConnection);
 server.on('upgrade', (req, socket, head) => {
   const url = new URL(req.url, 'http://localhost');
-  if (url.pathname !== '/ws' || !worker.id) {
+  if (url.pathname !== '/ws' || !worker.client) {
     socket.end('HTTP/1.1 503 Service Unavailable\r\n\r\n');
     return;
   }
@@ -566,23 +470,22 @@ server.on('upgrade', (req, socket, head) => {
 // ---------------------------------------------------------------------------
 // Start and stop.
 
+let shuttingDown = false;
+
 async function shutdown(signal) {
-  if (worker.stopping) return;
-  worker.stopping = true;
+  if (shuttingDown) return;
+  shuttingDown = true;
   log(`${signal}: leaving every topic and stopping`);
   setTimeout(() => process.exit(1), 5000).unref();
   server.close();
   try {
-    if (worker.client && worker.id) {
-      const n = (await worker.client.query('SELECT presence_worker_stop($1) AS n', [worker.id])).rows[0].n;
-      log(`worker ${worker.id} stopped, ${n} entr${n === 1 ? 'y' : 'ies'} dropped`);
-    }
+    const n = await worker.stop();
+    log(`worker ${worker.id} stopped, ${n} entr${n === 1 ? 'y' : 'ies'} dropped`);
   } catch (e) {
     log('presence_worker_stop failed:', e.message);
   }
   for (const conn of conns) conn.ws.close(1001, 'gateway shutting down');
-  clearInterval(worker.keepalive);
-  await Promise.allSettled([worker.client && worker.client.end(), subscriber.close(), pool.end()]);
+  await Promise.allSettled([subscriber.close(), pool.end()]);
   process.exit(0);
 }
 
@@ -597,7 +500,7 @@ process.on('unhandledRejection', (e) => {
 
 (async () => {
   try {
-    const id = await startWorkerOnce();
+    const id = await worker.start();
     await subscriber.start(); // the LISTEN connection(s), before any snapshot
     await new Promise((resolve, reject) => {
       server.once('error', reject);

@@ -55,7 +55,11 @@ class Worker extends EventEmitter {
   //   shards: the database is a presence_proxy one (docs/scaling.md)
   constructor(options = {}) {
     super();
-    this.id = options.id || defaultId(options.name || 'presence');
+    this.name = options.name || 'presence';
+    this.id = options.id || defaultId(this.name);
+    // After a loss, register a new generated id instead of the same one
+    // (an app that tells its clients which worker they are on may prefer it).
+    this.newIdOnRestart = Boolean(options.newIdOnRestart) && !options.id;
     if (options.shards && !options.lease) throw new TypeError('shards need a leased worker: pass lease');
     this.lease = options.lease ? interval(options.lease, 'lease') : null;
     this.leaseMs = this.lease ? parseFloat(this.lease) * 1000 : 0;
@@ -145,8 +149,9 @@ class Worker extends EventEmitter {
       for (let attempt = 0; ; attempt++) {
         await sleep(backoff(attempt));
         if (this.stopping) throw new PresenceError('worker stopped');
+        if (this.newIdOnRestart) this.id = defaultId(this.name);
         try {
-          await this.register(true);
+          await this.register(!this.newIdOnRestart);
           break;
         } catch (e) {
           this.emit('warning', `register again failed: ${e.message}`);
@@ -160,11 +165,13 @@ class Worker extends EventEmitter {
             await this.retrack(socket, s.fd, topic, t);
             tracked++;
           } catch (e) {
-            failed.push({ socket, topic, error: PresenceError.from(e) });
+            const error = PresenceError.from(e);
+            failed.push({ socket, topic, error });
+            this.emit('retrack_failed', topic, socket, error);
           }
         }
       }
-      this.emit('registered', { id: this.id, tracked, failed });
+      this.emit('restart', { id: this.id, tracked, failed });
       return this.id;
     })();
     this.ready.catch(() => {});
@@ -176,25 +183,29 @@ class Worker extends EventEmitter {
     ]);
     if (t.status && (t.status.until === null || t.status.until > Date.now())) {
       const expires = t.status.until === null ? null : new Date(t.status.until);
-      await this.pool.query(...this.statusQuery(topic, fd, t.status.state, t.status.note, expires));
+      const [sql, args] = this.statusQuery(topic, fd, t.status.state, t.status.note, expires);
+      await this.pool.query(sql, [...args, this.id]);
     }
   }
 
-  // A call as this worker. One that spans a new registration (the
-  // connection was lost meanwhile) is made again, once, as the new one.
+  // A call as this worker: the worker id is appended to params when the
+  // call is sent. One that fails across a new registration (the connection
+  // was lost meanwhile) is made again, once, as the new one; one that
+  // succeeded under an id given up meanwhile (newIdOnRestart) has that id
+  // stopped, as the re-tracking already covered what it did.
   async call(sql, params) {
     if (this.stopping) throw new PresenceError('worker stopped');
     await this.start();
-    const generation = this.generation;
-    try {
-      return (await this.pool.query(sql, params)).rows;
-    } catch (e) {
-      if (this.generation === generation && this.client) throw PresenceError.from(e);
-      await this.ready;
+    for (let attempt = 0; ; attempt++) {
+      const generation = this.generation;
+      const id = this.id;
       try {
-        return (await this.pool.query(sql, params)).rows;
-      } catch (e2) {
-        throw PresenceError.from(e2);
+        const rows = (await this.pool.query(sql, [...params, id])).rows;
+        if (id !== this.id) this.pool.query('SELECT presence_worker_stop($1)', [id]).catch(() => {});
+        return rows;
+      } catch (e) {
+        if (attempt > 0 || (generation === this.generation && this.client)) throw PresenceError.from(e);
+        await this.ready;
       }
     }
   }
@@ -212,12 +223,19 @@ class Worker extends EventEmitter {
       s = { fd: this.nextFd++, topics: new Map() };
       this.sockets.set(socket, s);
     }
-    const t = { identity: who, meta, status: null };
-    const rows = await this.call('SELECT presence_track($1, $2, $3, $4, $5, $6, $7) AS new', [
-      topic, s.fd, who.principal, who.kind, who.agentId, this.id, JSON.stringify(meta),
-    ]);
-    s.topics.set(topic, t);
-    return rows[0].new;
+    // Known before the call, so that a registration meanwhile tracks it again.
+    const had = s.topics.get(topic);
+    s.topics.set(topic, { identity: who, meta, status: had ? had.status : null });
+    try {
+      const rows = await this.call('SELECT presence_track($1, $2, $3, $4, $5, $7, $6) AS new', [
+        topic, s.fd, who.principal, who.kind, who.agentId, JSON.stringify(meta),
+      ]);
+      return rows[0].new;
+    } catch (e) {
+      if (had) s.topics.set(topic, had);
+      else s.topics.delete(topic);
+      throw e;
+    }
   }
 
   // expires: undefined/null (never), a Date, or a duration ({ minutes: 10 }).
@@ -254,37 +272,41 @@ class Worker extends EventEmitter {
       args.push(interval(expires, 'expires'));
       until = this.server.after ? '$5::interval' : 'ceil(extract(epoch FROM statement_timestamp() + $5::interval))::bigint';
     }
-    args.push(this.id);
-    return [`SELECT presence_set_status($1, $2, $3, $4, ${until}, $${args.length}) AS ok`, args];
+    return [`SELECT presence_set_status($1, $2, $3, $4, ${until}, $${args.length + 1}) AS ok`, args];
   }
 
   async clearStatus(topic, socket) {
     const { s, t } = this.entry(topic, socket);
-    const rows = await this.call('SELECT presence_clear_status($1, $2, $3) AS ok', [topic, s.fd, this.id]);
+    const rows = await this.call('SELECT presence_clear_status($1, $2, $3) AS ok', [topic, s.fd]);
     if (t) t.status = null;
     return rows[0].ok;
   }
 
   async setMeta(topic, socket, meta) {
     const { s, t } = this.entry(topic, socket);
-    const rows = await this.call('SELECT presence_set_meta($1, $2, $3, $4) AS ok', [topic, s.fd, JSON.stringify(meta), this.id]);
+    const rows = await this.call('SELECT presence_set_meta($1, $2, $3, $4) AS ok', [topic, s.fd, JSON.stringify(meta)]);
     if (rows[0].ok && t) t.meta = meta;
     return rows[0].ok;
   }
 
+  // Forgotten once the server has done it (a failed call can be made
+  // again); a socket left in no topic is forgotten too.
   async untrack(topic, socket) {
     const { s } = this.entry(topic, socket);
+    const rows = await this.call('SELECT presence_untrack($1, $2, $3) AS ok', [topic, s.fd]);
     s.topics.delete(topic);
-    const rows = await this.call('SELECT presence_untrack($1, $2, $3) AS ok', [topic, s.fd, this.id]);
+    if (!s.topics.size && this.sockets.get(socket) === s) this.sockets.delete(socket);
     return rows[0].ok;
   }
 
-  // The socket closed: every entry of it leaves (the number that did).
+  // The socket closed: every entry of it leaves (the number that did). It
+  // is forgotten first: if the call fails with the connection, the
+  // registration that follows does not track it again.
   async untrackSocket(socket) {
     const s = this.sockets.get(socket);
     if (!s) return 0;
     this.sockets.delete(socket);
-    const rows = await this.call('SELECT presence_untrack_by_fd($1, $2) AS n', [s.fd, this.id]);
+    const rows = await this.call('SELECT presence_untrack_by_fd($1, $2) AS n', [s.fd]);
     return Number(rows[0].n);
   }
 
@@ -294,15 +316,15 @@ class Worker extends EventEmitter {
     return { s, t: s.topics.get(topic) };
   }
 
-  // Every entry leaves; the connections close.
+  // Every entry leaves (the number that did); the connections close.
   async stop() {
-    if (this.stopping) return;
+    if (this.stopping) return 0;
     this.stopping = true;
     clearInterval(this.timer);
     const c = this.client;
     this.client = null;
     try {
-      if (c) await c.query('SELECT presence_worker_stop($1)', [this.id]);
+      return c ? Number((await c.query('SELECT presence_worker_stop($1) AS n', [this.id])).rows[0].n) : 0;
     } finally {
       if (c) await c.end().catch(() => {});
       await this.pool.end().catch(() => {});

@@ -234,7 +234,7 @@ test("a Worker's dedicated connection terminated: it registers again and its soc
   await w.setStatus(topic, 'agent-1', 'busy', 'summarizing', { minutes: 10 });
   const before = project(await sql('SELECT * FROM presence_list_global($1) ORDER BY fd', [topic]));
   assert.strictEqual(before.length, 2);
-  const registered = new Promise((r) => w.once('registered', r));
+  const registered = new Promise((r) => w.once('restart', r));
   const lost = new Promise((r) => w.once('lost', r));
   const [{ ok }] = await sql('SELECT pg_terminate_backend($1) AS ok', [w.client.processID]);
   assert.strictEqual(ok, true);
