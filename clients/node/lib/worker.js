@@ -14,6 +14,9 @@ const { backoff, sleep, PresenceError } = require('./util');
 const STATES = new Set(['available', 'busy', 'blocked']);
 const UNITS = { ms: 0.001, seconds: 1, minutes: 60, hours: 3600, days: 86400 };
 const KEEPALIVE_MS = 10000;
+// Arguments typed: the server's functions have overloads. The worker id
+// comes last, as call() appends it.
+const TRACK_ARGS = '$1::text, $2::int, $3::text, $4::text, $5::text, meta => $6::jsonb, worker_id => $7::text';
 
 // A duration as a PostgreSQL interval: { seconds: 30 }, { minutes: 5, seconds: 3 },
 // { ms: 1500 }. A bare number is refused: seconds or milliseconds?
@@ -137,6 +140,14 @@ class Worker extends EventEmitter {
     );
   }
 
+  // Gives up the dedicated connection and registers again.
+  restart(why) {
+    const c = this.client;
+    this.client = null;
+    if (c) c.end().catch(() => {});
+    this.lost(why);
+  }
+
   // The dedicated connection is gone (or the lease lapsed): the server
   // drops this worker's entries; register again, then track every live
   // socket again.
@@ -178,8 +189,8 @@ class Worker extends EventEmitter {
   }
 
   async retrack(socket, fd, topic, t) {
-    await this.pool.query('SELECT presence_track($1, $2, $3, $4, $5, $6, $7)', [
-      topic, fd, t.identity.principal, t.identity.kind, t.identity.agentId, this.id, JSON.stringify(t.meta),
+    await this.pool.query(`SELECT presence_track(${TRACK_ARGS})`, [
+      topic, fd, t.identity.principal, t.identity.kind, t.identity.agentId, JSON.stringify(t.meta), this.id,
     ]);
     if (t.status && (t.status.until === null || t.status.until > Date.now())) {
       const expires = t.status.until === null ? null : new Date(t.status.until);
@@ -188,7 +199,8 @@ class Worker extends EventEmitter {
     }
   }
 
-  // A call as this worker: the worker id is appended to params when the
+  // A call as this worker (the one place calls are sent: where routing a
+  // call straight to its topic's shard would go). The worker id is appended to params when the
   // call is sent. One that fails across a new registration (the connection
   // was lost meanwhile) is made again, once, as the new one; one that
   // succeeded under an id given up meanwhile (newIdOnRestart) has that id
@@ -204,7 +216,11 @@ class Worker extends EventEmitter {
         if (id !== this.id) this.pool.query('SELECT presence_worker_stop($1)', [id]).catch(() => {});
         return rows;
       } catch (e) {
-        if (attempt > 0 || (generation === this.generation && this.client)) throw PresenceError.from(e);
+        if (attempt > 0) throw PresenceError.from(e);
+        // 55000: the server says this id's connection ended (a loss this
+        // process has not noticed yet): register again now.
+        if (e.code === '55000' && generation === this.generation && this.client) this.restart('its connection ended (55000)');
+        else if (generation === this.generation && this.client) throw PresenceError.from(e);
         await this.ready;
       }
     }
@@ -227,7 +243,7 @@ class Worker extends EventEmitter {
     const had = s.topics.get(topic);
     s.topics.set(topic, { identity: who, meta, status: had ? had.status : null });
     try {
-      const rows = await this.call('SELECT presence_track($1, $2, $3, $4, $5, $7, $6) AS new', [
+      const rows = await this.call(`SELECT presence_track(${TRACK_ARGS}) AS new`, [
         topic, s.fd, who.principal, who.kind, who.agentId, JSON.stringify(meta),
       ]);
       return rows[0].new;
@@ -264,7 +280,7 @@ class Worker extends EventEmitter {
     let until;
     const args = [topic, fd, state, note];
     if (expires === null || expires === undefined) {
-      until = '0';
+      until = '0::bigint';
     } else if (expires instanceof Date) {
       args.push(expires.toISOString());
       until = this.server.at ? '$5::timestamptz' : 'ceil(extract(epoch FROM $5::timestamptz))::bigint';
@@ -272,19 +288,19 @@ class Worker extends EventEmitter {
       args.push(interval(expires, 'expires'));
       until = this.server.after ? '$5::interval' : 'ceil(extract(epoch FROM statement_timestamp() + $5::interval))::bigint';
     }
-    return [`SELECT presence_set_status($1, $2, $3, $4, ${until}, $${args.length + 1}) AS ok`, args];
+    return [`SELECT presence_set_status($1::text, $2::int, $3::text, $4::text, ${until}, $${args.length + 1}::text) AS ok`, args];
   }
 
   async clearStatus(topic, socket) {
     const { s, t } = this.entry(topic, socket);
-    const rows = await this.call('SELECT presence_clear_status($1, $2, $3) AS ok', [topic, s.fd]);
+    const rows = await this.call('SELECT presence_clear_status($1::text, $2::int, $3::text) AS ok', [topic, s.fd]);
     if (t) t.status = null;
     return rows[0].ok;
   }
 
   async setMeta(topic, socket, meta) {
     const { s, t } = this.entry(topic, socket);
-    const rows = await this.call('SELECT presence_set_meta($1, $2, $3, $4) AS ok', [topic, s.fd, JSON.stringify(meta)]);
+    const rows = await this.call('SELECT presence_set_meta($1::text, $2::int, $3::jsonb, $4::text) AS ok', [topic, s.fd, JSON.stringify(meta)]);
     if (rows[0].ok && t) t.meta = meta;
     return rows[0].ok;
   }
@@ -293,7 +309,7 @@ class Worker extends EventEmitter {
   // again); a socket left in no topic is forgotten too.
   async untrack(topic, socket) {
     const { s } = this.entry(topic, socket);
-    const rows = await this.call('SELECT presence_untrack($1, $2, $3) AS ok', [topic, s.fd]);
+    const rows = await this.call('SELECT presence_untrack($1::text, $2::int, $3::text) AS ok', [topic, s.fd]);
     s.topics.delete(topic);
     if (!s.topics.size && this.sockets.get(socket) === s) this.sockets.delete(socket);
     return rows[0].ok;
@@ -306,7 +322,7 @@ class Worker extends EventEmitter {
     const s = this.sockets.get(socket);
     if (!s) return 0;
     this.sockets.delete(socket);
-    const rows = await this.call('SELECT presence_untrack_by_fd($1, $2) AS n', [s.fd]);
+    const rows = await this.call('SELECT presence_untrack_by_fd($1::int, $2::text) AS n', [s.fd]);
     return Number(rows[0].n);
   }
 
