@@ -103,11 +103,20 @@ record_script integration "$OUT/integration.log" $?
 # 5 and 6: the gateway's unit tests (npm test in examples/gateway: node
 # --test, no database, no browser; node --test's TAP ends with "# pass N",
 # "# fail N", "# cancelled N"), then end to end: two gateways and pages in
-# headless Chromium.  PRESENCE_SKIP_E2E=1 (CI's other majors, in chroots
-# without Node.js or a browser) leaves both out, and says so.
+# headless Chromium, after the Node.js client's tests.  PRESENCE_SKIP_E2E=1
+# (CI's other majors, in chroots without Node.js or a browser) leaves them
+# out, and says so.
 if [ "${PRESENCE_SKIP_E2E:-0}" = 1 ]; then
-	summary+=("$(printf '%-12s skipped (PRESENCE_SKIP_E2E=1)' 'gateway-unit, e2e')")
+	summary+=("$(printf '%-12s skipped (PRESENCE_SKIP_E2E=1)' 'gateway-unit, e2e, client-node')")
 else
+	# The Node.js client (clients/node), first: the gateway runs on it (its
+	# script installs its npm packages). The conformance cases, then against
+	# a live server (test/clients/node.sh; port 55444).
+	echo "== client-node"
+	command -v npm >/dev/null || ensure_packages nodejs npm
+	bash test/clients/node.sh >"$OUT/client-node.log" 2>&1
+	record_script client-node "$OUT/client-node.log" $?
+
 	echo "== gateway units"
 	command -v npm >/dev/null || ensure_packages nodejs npm
 	(cd examples/gateway && npm test) >"$OUT/gateway-units.log" 2>&1

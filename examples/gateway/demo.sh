@@ -27,6 +27,10 @@ PRESENCE_ROOT=$ROOT build_and_install || { echo "building the extension failed" 
 if [ ! -d "$GW_DIR/node_modules/ws" ] || [ ! -d "$GW_DIR/node_modules/pg" ]; then
 	(cd "$GW_DIR" && npm ci --omit=dev --no-audit --no-fund --loglevel=error) || exit 1
 fi
+# The gateway runs on the Node client, which has its own pg.
+if [ ! -d "$GW_DIR/../../clients/node/node_modules/pg" ]; then
+	(cd "$GW_DIR/../../clients/node" && npm ci --omit=dev --no-audit --no-fund --loglevel=error) || exit 1
+fi
 for p in "${PORTS[@]}"; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 		echo "port $p is in use: stop what listens there first" >&2

@@ -18,7 +18,7 @@
 //     to the channels of the topics this gateway has subscribers for)
 //   PRESENCE_SHARDS=1: the database is a presence_proxy one (docs/scaling.md):
 //     a leased worker (PRESENCE_LEASE_S, 10) heartbeating through the proxy,
-//     and one LISTEN connection per shard (lib/shards.js)
+//     and one LISTEN connection per shard (the client's Subscriber)
 //   PRESENCE_TOKEN_SECRET: accept only HMAC-signed tokens (unset = demo mode)
 //   PRESENCE_SIGNING_KEY_FILE: a file holding the key the server reads from
 //     its presence.signing_key_file (one trailing newline ignored); diffs
@@ -29,15 +29,14 @@
 //     one by one)
 //   PRESENCE_DEFAULT_TOPIC (room:lobby)
 
-const crypto = require('crypto');
 const http = require('http');
 const fs = require('fs');
 const path = require('path');
 const { WebSocketServer, WebSocket } = require('ws');
 const pg = require('pg');
-const wire = require('./lib/wire');
 const token = require('./lib/token');
-const { ShardFeeds } = require('./lib/shards');
+const { Relay } = require('./lib/relay');
+const { Subscriber, Worker } = require('../../clients/node');
 
 const env = process.env;
 const PORT = Number(env.PORT || 8081);
@@ -78,385 +77,91 @@ const backoffDelay = (attempt) =>
 
 const stats = {
   worker_restarts: 0,
-  listen_reconnects: 0,
-  gaps: 0,
-  resyncs: 0,
-  diffs_relayed: 0,
-  bad_payloads: 0,
-  forged: 0,
-  epoch_changes: 0,
   client_errors: 0,
 };
 
 // ---------------------------------------------------------------------------
-// Pooled connections: every call passes the worker id explicitly, because
-// only the dedicated worker connection has presence.worker_id set.
+// The page's header counts are read on connections of their own.
 
-const pool = new pg.Pool({ ...pgConfig('pool'), max: 8 });
+const pool = new pg.Pool({ ...pgConfig('reads'), max: 2 });
 pool.on('error', (e) => log('idle pool connection lost:', e.message));
 
 // ---------------------------------------------------------------------------
-// The dedicated worker connection. presence_worker_start(id) on it makes
-// this process a worker bound to that connection: if the process dies, its
-// backend exits and the extension's background worker removes every entry
-// it owned.
+// Writing: the presence client's Worker (clients/node). Bound to its
+// dedicated connection (if the process dies, its backend exits and the
+// extension removes every entry it owned); through a proxy, leased and
+// heartbeating (the proxy reaches the shards on pooled connections). When
+// its connection is lost it registers a new id and tracks every socket
+// again; the pages are told their new worker.
 
-const worker = {
-  client: null,
-  id: null,
-  ready: null, // promise of the id while (re)starting
-  resolveReady: null,
-  stopping: false,
-  keepalive: null,
-};
-
-function resetReady() {
-  worker.ready = new Promise((r) => {
-    worker.resolveReady = r;
-  });
-}
-resetReady();
-
-async function startWorkerOnce() {
-  const c = new pg.Client(pgConfig('worker'));
-  c.on('error', (e) => log('worker connection error:', e.message));
-  await c.connect();
-  // An id of its own, bound to this connection by presence_worker_start:
-  // the pool's calls name it, and a connection-bound pg-<pid>-<start> id
-  // may be used only from its own connection.  A new one per start, so a
-  // restarted worker never meets the lost one's entries.
-  const wanted = `${NAME}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
-  let id;
-  try {
-    // Through a proxy, a leased worker: the proxy reaches the shards on
-    // pooled connections, so a connection-bound one cannot work.
-    id = SHARDS
-      ? (await c.query('SELECT presence_worker_start($1, make_interval(secs => $2)) AS id', [NAME, LEASE_S])).rows[0].id
-      : (await c.query('SELECT presence_worker_start($1) AS id', [wanted])).rows[0].id;
-  } catch (e) {
-    c.end().catch(() => {});
-    throw e;
-  }
-  c.on('end', () => {
-    if (worker.client === c) workerLost();
-  });
-  worker.client = c;
-  worker.id = id;
-  clearInterval(worker.keepalive);
-  worker.keepalive = SHARDS
-    ? setInterval(() => heartbeat(c, id), (LEASE_S * 1000) / 3)
-    : setInterval(() => {
-        c.query('SELECT 1').catch(() => {});
-      }, 10000);
-  worker.resolveReady(id);
-  return id;
-}
-
-// A heartbeat that finds the lease lapsed on some shard (false, or the
-// worker unknown: 22023) restarts the worker, as a lost connection does.
-function heartbeat(c, id) {
-  c.query('SELECT presence_heartbeat($1) AS ok', [id]).then(
-    (r) => {
-      if (!r.rows[0].ok) {
-        log(`worker ${id}: lease lapsed on a shard; restarting`);
-        c.end().catch(() => {});
-      }
-    },
-    (e) => {
-      log(`worker ${id}: heartbeat failed: ${e.message}`);
-      if (e.code === '22023') c.end().catch(() => {});
-    },
-  );
-}
-
-function workerLost() {
-  if (worker.stopping) return;
-  log(`worker connection lost (worker ${worker.id}); its entries are gone, restarting`);
-  worker.client = null;
-  worker.id = null;
-  clearInterval(worker.keepalive);
-  resetReady();
+const worker = new Worker({
+  ...(SHARDS ? { id: NAME, lease: { seconds: LEASE_S }, shards: true } : { name: NAME, newIdOnRestart: true }),
+  connection: env.DATABASE_URL ? { connectionString: env.DATABASE_URL } : undefined,
+  applicationName: `presence-gateway:${NAME}:worker`,
+  poolApplicationName: `presence-gateway:${NAME}:pool`,
+  poolSize: 8,
+});
+worker.on('warning', (m) => log(m));
+worker.on('lost', ({ id, reason }) => {
   stats.worker_restarts++;
-  (async () => {
-    for (let attempt = 0; !worker.stopping; attempt++) {
-      await sleep(backoffDelay(attempt));
-      try {
-        const id = await startWorkerOnce();
-        log(`worker restarted as ${id}; tracking ${conns.size} socket(s) again`);
-        for (const conn of conns) enqueue(conn, () => track(conn, true));
-        return;
-      } catch (e) {
-        log('worker restart failed:', e.message);
-      }
-    }
-  })();
-}
+  log(`worker ${id}: ${reason}; its entries are gone, registering again`);
+});
+worker.on('retrack_failed', (topic, socket, e) => log(`could not track ${socket} in ${topic} again: ${e.message}`));
+worker.on('restart', ({ id, tracked }) => {
+  log(`worker restarted as ${id}; tracked ${tracked} socket(s) again`);
+  for (const conn of conns) if (worker.fdOf(conn.sock) !== undefined) hello(conn);
+});
 
 // ---------------------------------------------------------------------------
-// The LISTEN connection and the per-socket subscriptions.
-//
-// A subscription is { conn, topic, seq, epoch, buffer, gen }. seq is the
-// last seq the socket has (null while a snapshot is in flight; diffs
-// arriving then are buffered), epoch its snapshot's. Diffs with seq <= the
-// socket's seq are already in its snapshot; seq + 1 is relayed; anything
-// higher is a gap, and another epoch a new history: both trigger a resync
-// from a fresh snapshot.
+// Reading: the presence client's Subscriber (clients/node) keeps one LISTEN
+// connection (one per shard) and one exact room per topic; lib/relay.js
+// relays each room to the sockets subscribed to it.
 
-const feed = { client: null, live: false, attempt: 0, keepalive: null };
-const topics = new Map(); // topic -> Set<subscription>
+const subscriber = new Subscriber({
+  applicationName: `presence-gateway:${NAME}:listen`,
+  poolApplicationName: `presence-gateway:${NAME}:snapshots`,
+  connection: env.DATABASE_URL ? { connectionString: env.DATABASE_URL } : undefined,
+  delivery: TOPIC_DELIVERY ? 'topic' : 'broadcast',
+  channel: CHANNEL,
+  signingKeys: SIGNING_KEYS,
+  shards: SHARDS,
+});
+subscriber.on('warning', (m) => log(m));
+subscriber.on('disconnected', ({ shard }) => log(`${shard ? `shard ${shard}: ` : ''}LISTEN connection lost; reconnecting with backoff`));
+subscriber.on('reconnected', ({ shard }) => log(`${shard ? `shard ${shard}: ` : ''}LISTEN connection back; resyncing its subscriptions`));
 
-// Topic delivery: the channel of each topic with subscribers, LISTENed on
-// the one LISTEN connection before the topic's first snapshot and
-// UNLISTENed when its last subscriber leaves.
-const channels = new Map(); // topic -> { channel, listened: Promise|null }
-const channelTopics = new Map(); // channel -> topic
-
-async function channelOf(topic) {
-  let ch = channels.get(topic);
-  if (!ch) {
-    const r = await pool.query('SELECT presence_channel($1) AS c', [topic]);
-    ch = channels.get(topic); // another subscriber may have won the race
-    if (!ch) {
-      ch = { channel: r.rows[0].c, listened: null };
-      channels.set(topic, ch);
-      channelTopics.set(ch.channel, topic);
-    }
-  }
-  return ch;
-}
-
-// Resolves once the feed LISTENs to the topic's channel (at once in
-// broadcast delivery, where the one channel is LISTENed at connect).
-async function listening(topic) {
-  if (SHARDS) await shards.clientFor(topic); // throws while its shard is down
-  if (!TOPIC_DELIVERY) return;
-  const ch = await channelOf(topic);
-  const c = SHARDS ? await shards.clientFor(topic) : feed.client;
-  if (!c) throw new Error('no LISTEN connection');
-  if (!ch.listened || ch.client !== c) {
-    ch.client = c;
-    ch.listened = c.query(`LISTEN ${c.escapeIdentifier(ch.channel)}`);
-    ch.listened.catch(() => { ch.listened = null; });
-  }
-  await ch.listened;
-}
-
-function unlisten(topic) {
-  const ch = channels.get(topic);
-  if (!ch) return;
-  channels.delete(topic);
-  channelTopics.delete(ch.channel);
-  const c = SHARDS ? ch.client : feed.client;
-  if (c && ch.client === c) c.query(`UNLISTEN ${c.escapeIdentifier(ch.channel)}`).catch(() => {});
-}
-
-async function listenOnce() {
-  const c = new pg.Client(pgConfig('listen'));
-  c.on('error', (e) => log('listen connection error:', e.message));
-  c.on('notification', (m) => {
-    if (feed.client === c) onNotification(m);
-  });
-  await c.connect();
-  try {
-    if (!TOPIC_DELIVERY) await c.query(`LISTEN ${c.escapeIdentifier(CHANNEL)}`);
-  } catch (e) {
-    c.end().catch(() => {});
-    throw e;
-  }
-  c.on('end', () => {
-    if (feed.client === c) feedLost();
-  });
-  feed.client = c;
-  feed.live = true;
-  feed.attempt = 0;
-  clearInterval(feed.keepalive);
-  feed.keepalive = setInterval(() => {
-    c.query('SELECT 1').catch(() => {});
-  }, 10000);
-}
-
-function feedLost() {
-  if (worker.stopping) return;
-  log('LISTEN connection lost; reconnecting with backoff');
-  feed.client = null;
-  feed.live = false;
-  clearInterval(feed.keepalive);
-  for (const subs of topics.values()) for (const sub of subs) pause(sub);
-  (async () => {
-    while (!worker.stopping) {
-      await sleep(backoffDelay(feed.attempt++));
-      try {
-        await listenOnce();
-        stats.listen_reconnects++;
-        log('LISTEN connection back; resyncing every subscription');
-        for (const subs of topics.values()) for (const sub of subs) resync(sub, 'reconnect');
-        return;
-      } catch (e) {
-        log('LISTEN reconnect failed:', e.message);
-      }
-    }
-  })();
-}
-
-function pause(sub) {
-  sub.gen++; // drop any snapshot in flight: it is resynced after LISTEN
-  sub.seq = null;
-  sub.buffer = [];
-  send(sub.conn, { type: 'feed', topic: sub.topic, live: false });
-}
-
-// Shard mode: one shard's LISTEN connection went down or came back; only
-// the subscriptions of its topics wait and resync.
-function subsOnShard(connstr) {
-  const out = [];
-  for (const [topic, subs] of topics) if (shards.topicShard(topic) === connstr) out.push(...subs);
-  return out;
-}
-
-const shards = SHARDS
-  ? new ShardFeeds({
-      pool,
-      config: pgConfig,
-      channel: CHANNEL,
-      topicDelivery: TOPIC_DELIVERY,
-      onNotification: (m) => onNotification(m),
-      onDown: (s) => subsOnShard(s).forEach(pause),
-      onUp: (s) => {
-        stats.listen_reconnects++;
-        for (const sub of subsOnShard(s)) resync(sub, 'reconnect');
-      },
-      log,
-      backoff: backoffDelay,
-      sleep,
-      stopping: () => worker.stopping,
-    })
-  : null;
-
-function onNotification(msg) {
-  if (TOPIC_DELIVERY ? !channelTopics.has(msg.channel) : msg.channel !== CHANNEL) return;
-  let d;
-  try {
-    d = wire.decodePresence(msg.payload);
-  } catch (e) {
-    stats.bad_payloads++;
-    log('ignoring malformed payload:', e.message);
-    return;
-  }
-  if (!d) return; // another Tep broadcast topic
-  if (SIGNING_KEYS.length && !SIGNING_KEYS.some((k) => wire.signedBy(d.json, k))) {
-    stats.forged++;
-    log(`dropping a diff on ${d.topic} without a valid signature (forged?):`, msg.payload.slice(0, 200));
-    return;
-  }
-  const subs = topics.get(d.topic);
-  if (!subs) return;
-  for (const sub of subs) deliver(sub, d.diff);
-}
-
-function deliver(sub, diff) {
-  if (sub.seq === null) {
-    sub.buffer.push(diff);
-    return;
-  }
-  if (diff.epoch !== sub.epoch) {
-    // the server's history restarted (crash, promotion, restore, extension
-    // created again): seqs of the old epoch say nothing about the new one
-    stats.epoch_changes++;
-    log(`epoch of ${sub.topic} changed from ${sub.epoch} to ${diff.epoch}; resyncing`);
-    resync(sub, 'epoch');
-    return;
-  }
-  if (diff.seq <= sub.seq) return; // already in the snapshot
-  if (diff.seq !== sub.seq + 1) {
-    stats.gaps++;
-    log(`seq gap on ${sub.topic} for fd ${sub.conn.fd}: had ${sub.seq}, got ${diff.seq}; resyncing`);
-    resync(sub, 'gap');
-    return;
-  }
-  sub.seq = diff.seq;
-  stats.diffs_relayed++;
-  send(sub.conn, { type: 'diff', topic: sub.topic, seq: diff.seq, diff });
-}
-
-async function resync(sub, reason) {
-  const gen = ++sub.gen;
-  sub.seq = null;
-  sub.buffer = [];
-  if (!SHARDS && !feed.live) return; // resynced when LISTEN is back
-  if (reason !== 'subscribe') stats.resyncs++;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await listening(sub.topic); // LISTEN before the snapshot
-      if (sub.gen !== gen || sub.closed) return;
-      const r = await pool.query('SELECT presence_snapshot($1) AS s', [sub.topic]);
-      if (sub.gen !== gen || sub.closed) return; // superseded
-      const snap = r.rows[0].s;
-      sub.seq = Number(snap.seq);
-      sub.epoch = snap.epoch;
-      send(sub.conn, {
-        type: 'snapshot',
-        topic: sub.topic,
-        seq: sub.seq,
-        entries: snap.entries || [],
-        reason,
-      });
-      const buffered = sub.buffer.sort((a, b) => a.seq - b.seq);
-      sub.buffer = [];
-      for (const d of buffered) {
-        if (sub.gen !== gen) return;
-        deliver(sub, d);
-      }
-      return;
-    } catch (e) {
-      if (sub.gen !== gen || sub.closed) return;
-      if (e.code && e.code.startsWith('22')) {
-        // a bad topic: tell the client and drop the subscription
-        sendError(sub.conn, 'bad_topic', e.message, undefined, e.code);
-        unsubscribe(sub.conn, sub.topic);
-        return;
-      }
-      log(`snapshot of ${sub.topic} failed (${e.message}); retrying`);
-      await sleep(backoffDelay(attempt));
-      if (sub.gen !== gen || sub.closed) return;
-    }
-  }
-}
+const relay = new Relay({ subscriber, send: (c, m) => send(c, m), sendError: (...a) => sendError(...a), log });
 
 function subscribe(conn, topic) {
-  let sub = conn.subs.get(topic);
-  if (!sub) {
-    if (conn.subs.size >= MAX_SUBSCRIPTIONS) {
-      throw new ClientError('too_many_subscriptions', `at most ${MAX_SUBSCRIPTIONS} subscriptions per socket`);
-    }
-    sub = { conn, topic, seq: null, epoch: null, buffer: [], gen: 0, closed: false };
-    conn.subs.set(topic, sub);
-    if (!topics.has(topic)) topics.set(topic, new Set());
-    topics.get(topic).add(sub);
+  if (!conn.subs.has(topic) && conn.subs.size >= MAX_SUBSCRIPTIONS) {
+    throw new ClientError('too_many_subscriptions', `at most ${MAX_SUBSCRIPTIONS} subscriptions per socket`);
   }
-  resync(sub, 'subscribe');
+  relay.subscribe(conn, topic);
 }
 
 function unsubscribe(conn, topic) {
-  const sub = conn.subs.get(topic);
-  if (!sub) return false;
-  sub.closed = true;
-  sub.gen++;
-  conn.subs.delete(topic);
-  const set = topics.get(topic);
-  set.delete(sub);
-  if (set.size === 0) {
-    topics.delete(topic);
-    unlisten(topic);
-    if (SHARDS) shards.forget(topic);
-  }
-  return true;
+  return relay.unsubscribe(conn, topic);
+}
+
+// /healthz's counters of the reading side, from the client's.
+function feedStats() {
+  const c = subscriber.counters();
+  return {
+    listen_reconnects: c.reconnects,
+    gaps: c.gaps,
+    resyncs: c.resyncs,
+    diffs_relayed: relay.diffsRelayed,
+    bad_payloads: c.malformed,
+    forged: c.forged + c.unsigned,
+    epoch_changes: c.epochChanges,
+  };
 }
 
 // ---------------------------------------------------------------------------
 // Sockets.
 
 const conns = new Set();
-let nextFd = 1;
+let nextSocket = 1;
 
 class ClientError extends Error {
   constructor(error, message) {
@@ -488,37 +193,19 @@ function enqueue(conn, fn) {
   return p;
 }
 
-async function track(conn, again = false) {
+async function track(conn) {
   if (conn.closed) return;
-  const wid = await worker.ready;
-  await pool.query('SELECT presence_track($1, $2, $3, $4, $5, $6, $7)', [
-    conn.topic,
-    conn.fd,
-    conn.principal,
-    conn.kind,
-    conn.agent_id,
-    wid,
-    JSON.stringify(metaOf(conn)),
-  ]);
-  if (wid !== worker.id) {
-    // The worker connection died while this call ran, before the extension
-    // pruned the dead worker (after, presence_track fails with 55000): the
-    // entry went to the dead worker. Stop it, so the entry leaves now. The
-    // restart re-tracks this socket under the new id.
-    await pool.query('SELECT presence_worker_stop($1)', [wid]).catch(() => {});
-    return;
-  }
-  conn.worker = wid;
-  if (again && conn.status && (conn.status.until_ts === 0 || conn.status.until_ts > Date.now() / 1000)) {
-    const s = conn.status;
-    await pool.query('SELECT presence_set_status($1, $2, $3, $4, $5, $6)', [
-      conn.topic, conn.fd, s.state, s.note, s.until_ts, wid,
-    ]);
-  }
+  const identity = conn.kind === 'agent_for' ? { principal: conn.principal, agent: conn.agent_id } : conn.principal;
+  await worker.track(conn.topic, conn.sock, identity, metaOf(conn));
+  conn.fd = worker.fdOf(conn.sock);
+  hello(conn);
+}
+
+function hello(conn) {
   send(conn, {
     type: 'hello',
     gateway: NAME,
-    worker_id: wid,
+    worker_id: worker.id,
     fd: conn.fd,
     topic: conn.topic,
     principal: conn.principal,
@@ -556,21 +243,18 @@ async function counts(conn, topic, ref) {
 }
 
 async function untrack(conn) {
-  // Only while the worker that tracked the socket is still ours: a lost
-  // worker's entries are already gone.
-  if (!conn.worker || conn.worker !== worker.id || worker.stopping) return;
-  if (SHARDS) return untrackOnShard(conn);
-  await pool.query('SELECT presence_untrack_by_fd($1, $2)', [conn.fd, conn.worker]);
-}
-
-// Shard mode: the socket's one entry is on its topic's shard. While that
-// shard is down the call fails and is retried until it is back: else the
-// entry would outlive the socket there, kept alive by this worker's
-// heartbeats. A restarted worker has dropped it already.
-async function untrackOnShard(conn) {
-  for (let attempt = 0; conn.worker === worker.id && !worker.stopping; attempt++) {
+  if (worker.stopping || worker.fdOf(conn.sock) === undefined) return;
+  if (!SHARDS) {
+    await worker.untrackSocket(conn.sock);
+    return;
+  }
+  // Shard mode: the socket's one entry is on its topic's shard. While that
+  // shard is down the call fails and is made again until it is back: else
+  // the entry would outlive the socket there, kept alive by this worker's
+  // heartbeats.
+  for (let attempt = 0; !worker.stopping && worker.fdOf(conn.sock) !== undefined; attempt++) {
     try {
-      await pool.query('SELECT presence_untrack($1, $2, $3)', [conn.topic, conn.fd, conn.worker]);
+      await worker.untrack(conn.topic, conn.sock);
       return;
     } catch (e) {
       if (e.code && e.code.startsWith('22')) throw e;
@@ -643,22 +327,19 @@ function onMessage(conn, data, isBinary) {
       case 'status': {
         const s = parseStatus(m);
         enqueue(conn, async () => {
-          const wid = await worker.ready;
-          const r = await pool.query('SELECT presence_set_status($1, $2, $3, $4, $5, $6) AS ok', [
-            conn.topic, conn.fd, s.state, s.note, s.until_ts, wid,
-          ]);
-          if (!r.rows[0].ok) throw new ClientError('not_tracked', 'this socket has no presence entry');
-          conn.status = s;
+          const expires = s.until_ts ? new Date(s.until_ts * 1000) : null;
+          if (!(await worker.setStatus(conn.topic, conn.sock, s.state, s.note, expires))) {
+            throw new ClientError('not_tracked', 'this socket has no presence entry');
+          }
           send(conn, { type: 'ok', op: 'status', ref, ...s });
         }).catch((e) => (e instanceof ClientError ? sendError(conn, e.error, e.message, ref) : dbErrorReply(conn, e, ref)));
         return;
       }
       case 'clear_status':
         enqueue(conn, async () => {
-          const wid = await worker.ready;
-          const r = await pool.query('SELECT presence_clear_status($1, $2, $3) AS ok', [conn.topic, conn.fd, wid]);
-          if (!r.rows[0].ok) throw new ClientError('not_tracked', 'this socket has no presence entry');
-          conn.status = null;
+          if (!(await worker.clearStatus(conn.topic, conn.sock))) {
+            throw new ClientError('not_tracked', 'this socket has no presence entry');
+          }
           send(conn, { type: 'ok', op: 'clear_status', ref });
         }).catch((e) => (e instanceof ClientError ? sendError(conn, e.error, e.message, ref) : dbErrorReply(conn, e, ref)));
         return;
@@ -695,7 +376,8 @@ function onConnection(ws, req) {
   }
   const conn = {
     ws,
-    fd: nextFd++,
+    sock: `ws-${nextSocket++}`,
+    fd: null, // the Worker's, once tracked
     topic,
     principal: who.principal,
     kind: who.kind,
@@ -703,7 +385,7 @@ function onConnection(ws, req) {
     name: who.name || '',
     worker: null,
     status: null,
-    subs: new Map(),
+    subs: new Set(),
     queue: Promise.resolve(),
     pending: 0,
     closed: false,
@@ -714,7 +396,7 @@ function onConnection(ws, req) {
   ws.on('close', () => {
     conn.closed = true;
     conns.delete(conn);
-    for (const t of [...conn.subs.keys()]) unsubscribe(conn, t);
+    relay.dropSocket(conn);
     conn.pending = 0; // never refuse the untrack
     enqueue(conn, () => untrack(conn)).catch((e) => log(`untrack of fd ${conn.fd} failed:`, e.message));
   });
@@ -751,16 +433,17 @@ const server = http.createServer((req, res) => {
   if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' });
   if (url.pathname === '/healthz') {
     return json(res, 200, {
-      ok: Boolean(worker.id) && (SHARDS ? shards.allLive() : feed.live),
+      ok: Boolean(worker.client) && subscriber.live(),
       gateway: NAME,
       worker_id: worker.id,
-      feed_live: SHARDS ? shards.allLive() : feed.live,
-      ...(SHARDS ? { shards: shards.status() } : {}),
+      feed_live: subscriber.live(),
+      ...(SHARDS ? { shards: subscriber.shardStatus() } : {}),
       sockets: conns.size,
-      topics: topics.size,
+      topics: relay.topics.size,
       delivery: TOPIC_DELIVERY ? 'topic' : 'broadcast',
-      channels: [...channels.values()].map((c) => c.channel).sort(),
+      channels: relay.channels(),
       ...stats,
+      ...feedStats(),
     });
   }
   if (url.pathname === '/config.json') {
@@ -784,7 +467,7 @@ const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
 wss.on('connection', onConnection);
 server.on('upgrade', (req, socket, head) => {
   const url = new URL(req.url, 'http://localhost');
-  if (url.pathname !== '/ws' || !worker.id) {
+  if (url.pathname !== '/ws' || !worker.client) {
     socket.end('HTTP/1.1 503 Service Unavailable\r\n\r\n');
     return;
   }
@@ -794,41 +477,38 @@ server.on('upgrade', (req, socket, head) => {
 // ---------------------------------------------------------------------------
 // Start and stop.
 
+let shuttingDown = false;
+
 async function shutdown(signal) {
-  if (worker.stopping) return;
-  worker.stopping = true;
+  if (shuttingDown) return;
+  shuttingDown = true;
   log(`${signal}: leaving every topic and stopping`);
   setTimeout(() => process.exit(1), 5000).unref();
   server.close();
   try {
-    if (worker.client && worker.id) {
-      const n = (await worker.client.query('SELECT presence_worker_stop($1) AS n', [worker.id])).rows[0].n;
-      log(`worker ${worker.id} stopped, ${n} entr${n === 1 ? 'y' : 'ies'} dropped`);
-    }
+    const n = await worker.stop();
+    log(`worker ${worker.id} stopped, ${n} entr${n === 1 ? 'y' : 'ies'} dropped`);
   } catch (e) {
     log('presence_worker_stop failed:', e.message);
   }
   for (const conn of conns) conn.ws.close(1001, 'gateway shutting down');
-  clearInterval(worker.keepalive);
-  clearInterval(feed.keepalive);
-  await Promise.allSettled([
-    worker.client && worker.client.end(),
-    feed.client && feed.client.end(),
-    SHARDS && shards.stop(),
-    pool.end(),
-  ]);
+  await Promise.allSettled([subscriber.close(), pool.end()]);
   process.exit(0);
 }
 
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('SIGINT', () => shutdown('SIGINT'));
-process.on('uncaughtException', (e) => log('uncaught exception (kept running):', e));
-process.on('unhandledRejection', (e) => log('unhandled rejection (kept running):', e));
+// An unexpected error leaves the state unknown: exit (the connection-bound
+// worker's entries then leave) rather than serve a room that may be wrong.
+process.on('unhandledRejection', (e) => {
+  log('unhandled rejection; exiting:', e);
+  process.exit(1);
+});
 
 (async () => {
   try {
-    const id = await startWorkerOnce();
-    await (SHARDS ? shards.start() : listenOnce()); // LISTEN before any snapshot is taken
+    const id = await worker.start();
+    await subscriber.start(); // the LISTEN connection(s), before any snapshot
     await new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(PORT, HOST, resolve);

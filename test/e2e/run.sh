@@ -53,6 +53,12 @@ if ! cmp -s "$GW_DIR/package-lock.json" "$GW_DIR/node_modules/.package-lock.json
 	(cd "$GW_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || fail_setup "npm ci"
 	cp "$GW_DIR/package-lock.json" "$GW_DIR/node_modules/.package-lock.json.e2e"
 fi
+# The gateway runs on the Node client (clients/node), which has its own pg.
+CLIENT_DIR=$ROOT/clients/node
+if ! cmp -s "$CLIENT_DIR/package-lock.json" "$CLIENT_DIR/node_modules/.package-lock.json.ci" 2>/dev/null; then
+	(cd "$CLIENT_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || fail_setup "npm ci (clients/node)"
+	cp "$CLIENT_DIR/package-lock.json" "$CLIENT_DIR/node_modules/.package-lock.json.ci"
+fi
 
 # 2. Each pass: a fresh cluster with the extension preloaded, swept every
 # 200 ms, its presence.delivery set to the pass's mode, and the gateways in

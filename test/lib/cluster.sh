@@ -72,3 +72,9 @@ cluster_log_has_crash() {
 	grep -Eq 'terminated by signal|was terminated|server process .* exited with exit code [^01]|PANIC' \
 		"$1/server.log"
 }
+
+# cluster_restart DIR: a fast restart (a new server run, so a new epoch).
+cluster_restart() {
+	_as_postgres "$PG_BINDIR/pg_ctl" -D "$1/data" -l "$1/server.log" -m fast \
+		-w -t 60 restart >/dev/null
+}
