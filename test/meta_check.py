@@ -264,7 +264,11 @@ def check(tree):
 
 def check_zip(path):
     errors = []
-    with zipfile.ZipFile(path) as z:
+    try:
+        z = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        return [str(e)]
+    with z:
         names = z.namelist()
         tops = {n.split("/", 1)[0] for n in names}
         if len(tops) != 1:

@@ -8,7 +8,8 @@
 #
 # Per suite: `dpkg-buildpackage -us -uc` on the work tree's files (git's,
 # less the ignored ones), lintian on the result (an error or warning fails),
-# `apt-get install ./postgresql-N-presence*.deb`, then the package's
+# `apt-get install ./postgresql-N-presence*.deb` (without the server's
+# recommends: sysstat, systemd), then the package's
 # autopkgtest scripts (debian/tests) from the unpacked source package
 # against the installed files, in the chroot's own network namespace:
 # installcheck (pg_regress and isolation, `pg_buildext installcheck`) and
@@ -17,10 +18,15 @@
 # The chroots (test/lib/chroot.sh) live under PRESENCE_CHROOT_CACHE
 # (default /var/cache/presence-pkg-chroots): SUITE is made once, with the
 # build dependencies and lintian installed and the run-time packages
-# downloaded into apt's cache; each run works in a copy of it (run-SUITE,
-# removed at the end), so nothing of an earlier run is installed there.
+# downloaded into apt's cache; each run works in an overlay of it
+# (run-SUITE, removed at the end), so nothing of an earlier run is there.
+# The script runs in a mount namespace of its own: the overlays go with it.
 # Ends with one line "N passed, N failed"; exits non-zero on any failure.
 set -u
+if [ "${PRESENCE_PKG_NAMESPACE:-}" != $$ ]; then
+	exec unshare --mount --propagation private -- \
+		env PRESENCE_PKG_NAMESPACE=$$ bash "$0" "$@"
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export PRESENCE_CHROOT_CACHE=${PRESENCE_CHROOT_CACHE:-/var/cache/presence-pkg-chroots}
 . "$ROOT/test/lib/chroot.sh"
@@ -48,7 +54,7 @@ check() {
 # and pg_isolation_regress's own lines ("All N tests passed.", "M of N
 # tests failed."); a failure they do not count is one.
 installcheck() {
-	local log=$LOGS/$1-autopkgtest-installcheck.log rc p=0 f=0 n m
+	local log=$LOGS/$1-autopkgtest-installcheck.log rc p=0 f=0 n m t0=$(date +%s)
 	chroot_run_isolated "$run_dir" bash -c "cd /root/test-src && debian/tests/installcheck" >"$log" 2>&1
 	rc=$?
 	while read -r n; do p=$((p + n)); done < <(grep -oE 'All [0-9]+ tests passed' "$log" | grep -oE '[0-9]+')
@@ -58,7 +64,7 @@ installcheck() {
 	((rc != 0 && f == 0)) && f=1
 	((p == 0 && f == 0)) && f=1
 	passed=$((passed + p)) failed=$((failed + f))
-	echo "$( ((f == 0)) && echo PASS || echo FAIL)  $1-autopkgtest-installcheck: $p passed, $f failed (pg_regress and isolation tests)"
+	echo "$( ((f == 0)) && echo PASS || echo FAIL)  $1-autopkgtest-installcheck: $p passed, $f failed (pg_regress and isolation tests; $(($(date +%s) - t0)) s)"
 	((f == 0)) || tail -n 120 "$log"
 }
 
@@ -85,31 +91,48 @@ prepare() {
 	chroot_run "$dir" env MAJOR="$major" bash -c '
 		set -e
 		export DEBIAN_FRONTEND=noninteractive
-		[ -f /root/.presence-pkg-prepared ] && exit 0
-		apt-get update -q >/dev/null
-		apt-get install -y -q --no-install-recommends dpkg-dev debhelper \
-			postgresql-server-dev-all lintian make >/dev/null
+		have() { dpkg-query -W -f="\${Status}" "$1" 2>/dev/null | grep -q "ok installed"; }
+		missing=
+		for p in build-essential dpkg-dev debhelper postgresql-server-dev-all lintian make; do
+			have "$p" || missing="$missing $p"
+		done
+		if [ -n "$missing" ]; then
+			apt-get update -q >/dev/null
+			apt-get install -y -q --no-install-recommends $missing >/dev/null
+			apt-get clean
+		fi
 		# the run-time dependencies, downloaded only: apt installs them
 		# with the packages.
-		apt-get install -y -q --download-only postgresql-$MAJOR \
-			postgresql-$MAJOR-plproxy >/dev/null
+		ls /var/cache/apt/archives/postgresql-$MAJOR-plproxy_*.deb >/dev/null 2>&1 ||
+			apt-get install -y -q --download-only postgresql-$MAJOR \
+				postgresql-$MAJOR-plproxy >/dev/null
 		# no "main" cluster on install: the tests make their own.
 		mkdir -p /etc/postgresql-common/createcluster.d
 		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/presence-pkg.conf
-		touch /root/.presence-pkg-prepared
 	' >&2 || return 1
 	echo "$major"
 }
 
-# A run's copy of the chroot: whatever runs in it at the end is ours.
+# overlay SUITE: a run's chroot, the cached one under a fresh upper layer;
+# sets run_dir.
 run_dir=
+run_base=
+overlay() {
+	run_base=$PRESENCE_CHROOT_CACHE/run-$1
+	run_dir=$run_base/root
+	rm -rf "$run_base"
+	mkdir -p "$run_base/upper" "$run_base/work" "$run_dir"
+	mount -t overlay overlay -o "lowerdir=$(chroot_dir "$1"),upperdir=$run_base/upper,workdir=$run_base/work" "$run_dir"
+}
+
+# Whatever runs in the run's chroot at the end is ours.
 cleanup() {
 	local p
 	[ -n "$run_dir" ] || return 0
 	for p in /proc/[0-9]*; do
 		[ "$(readlink "$p/root" 2>/dev/null)" = "$run_dir" ] && kill -9 "${p#/proc/}" 2>/dev/null
 	done
-	rm -rf "$run_dir"
+	umount "$run_dir" && rm -rf "$run_base"
 	run_dir=
 }
 trap cleanup EXIT
@@ -122,9 +145,11 @@ for suite in ${*:-bookworm trixie}; do
 		echo "FAIL  $suite: preparing the chroot"
 		continue
 	fi
-	run_dir=$PRESENCE_CHROOT_CACHE/run-$suite
-	rm -rf "$run_dir"
-	cp -a "$(chroot_dir "$suite")" "$run_dir"
+	if ! overlay "$suite"; then
+		failed=$((failed + 1))
+		echo "FAIL  $suite: the overlay"
+		continue
+	fi
 	echo "     $suite: PostgreSQL $major, chroot ready in $(($(date +%s) - t0)) s"
 	mkdir -p "$run_dir/root/build/$source-$version"
 	(cd "$ROOT" && git ls-files -z -co --exclude-standard | tar --null -T - -cf -) |
@@ -135,7 +160,8 @@ for suite in ${*:-bookworm trixie}; do
 	check "$suite-lintian" chroot_run "$run_dir" \
 		lintian --fail-on error,warning "/root/build/${source}_${version}_amd64.changes"
 	check "$suite-install" chroot_run "$run_dir" env DEBIAN_FRONTEND=noninteractive bash -c "
-		cd /root/build && apt-get install -y -q ./postgresql-$major-presence_${version}_*.deb \
+		cd /root/build && apt-get install -y -q --no-install-recommends \
+			-o Dpkg::Options::=--force-unsafe-io ./postgresql-$major-presence_${version}_*.deb \
 			./postgresql-$major-presence-proxy_${version}_all.deb &&
 		dpkg -s postgresql-$major-plproxy >/dev/null"
 	ls -l "$run_dir"/root/build/*.deb | awk '{print "     " $5, $NF}' | sed "s|$run_dir||"
