@@ -74,6 +74,7 @@ source=$(sed -n 's/^Source: //p' "$ROOT/debian/control.in")
 # The PGXN release: META.json, then `make dist`'s zip (from git's HEAD, so
 # only where the work tree has nothing uncommitted).
 check meta python3 "$ROOT/test/meta_check.py" "$ROOT"
+check meta-check-test python3 "$ROOT/test/meta_check_test.py"
 if [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] && git -C "$ROOT" rev-parse HEAD >/dev/null 2>&1; then
 	check dist bash -c 'cd "$1" && make -s dist DISTDIR="$2" && python3 test/meta_check.py --zip "$2"/presence-*.zip' \
 		dist "$ROOT" "$LOGS/dist"
