@@ -158,7 +158,7 @@ for suite in ${*:-bookworm trixie}; do
 
 	check "$suite-build" chroot_run "$run_dir" bash -c \
 		"cd /root/build/$source-$version && dpkg-buildpackage -us -uc"
-	check "$suite-lintian" chroot_run "$run_dir" lintian --info --pedantic \
+	check "$suite-lintian" chroot_run "$run_dir" lintian --display-info --pedantic \
 		--fail-on error,warning "/root/build/${source}_${version}_amd64.changes"
 	grep -v 'root privileges' "$LOGS/$suite-lintian.log" | sed 's/^/     lintian: /'
 	check "$suite-install" chroot_run "$run_dir" env DEBIAN_FRONTEND=noninteractive bash -c "
