@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The release checks: META.json against the PGXN meta spec and `make dist`
-# on the host, then the Debian packages (debian/) per suite, in a fresh
-# chroot:
+# The release checks: META.json against the PGXN meta spec
+# (test/meta_check.py, and its own test) and `make dist` on the host, then
+# the Debian packages (debian/) per suite, in a fresh chroot:
 #
 #   bash test/packages.sh                 # bookworm (PostgreSQL 15), trixie (17)
 #   bash test/packages.sh trixie
 #
 # Per suite: `dpkg-buildpackage -us -uc` on the work tree's files (git's,
-# less the ignored ones), lintian on the result (an error or warning fails),
+# less the ignored ones), lintian on the result (its tags shown, the
+# informational and pedantic ones too; an error or a warning fails),
 # `apt-get install ./postgresql-N-presence*.deb` (without the server's
 # recommends: sysstat, systemd), then the package's
 # autopkgtest scripts (debian/tests) from the unpacked source package
@@ -23,6 +24,7 @@
 # The script runs in a mount namespace of its own: the overlays go with it.
 # Ends with one line "N passed, N failed"; exits non-zero on any failure.
 set -u
+# (exec keeps the PID, so $$ tells this process's re-run from a child's.)
 if [ "${PRESENCE_PKG_NAMESPACE:-}" != $$ ]; then
 	exec unshare --mount --propagation private -- \
 		env PRESENCE_PKG_NAMESPACE=$$ bash "$0" "$@"
