@@ -140,7 +140,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for suite in ${*:-bookworm trixie}; do
+suites=("$@")
+[ $# -gt 0 ] || suites=(bookworm trixie)
+for suite in "${suites[@]}"; do
 	echo "== $suite"
 	t0=$(date +%s)
 	if ! major=$(prepare "$suite"); then
@@ -168,7 +170,7 @@ for suite in ${*:-bookworm trixie}; do
 			-o Dpkg::Options::=--force-unsafe-io ./postgresql-$major-presence_${version}_*.deb \
 			./postgresql-$major-presence-proxy_${version}_all.deb &&
 		dpkg -s postgresql-$major-plproxy >/dev/null"
-	ls -l "$run_dir"/root/build/*.deb | awk '{print "     " $5, $NF}' | sed "s|$run_dir||"
+	(cd "$run_dir/root/build" && stat -c '     %s bytes  %n' ./*.deb)
 	# autopkgtest's way: the tests of the unpacked source package.
 	chroot_run "$run_dir" bash -c "cd /root && rm -rf test-src &&
 		dpkg-source -x build/${source}_$version.dsc test-src" >/dev/null
