@@ -64,3 +64,18 @@ bench:
 check-fresh-debian:
 	bash test/fresh_debian.sh bookworm
 	bash test/fresh_debian.sh trixie
+
+# The PGXN release: presence-X.Y.Z.zip (X.Y: default_version of
+# presence.control) in DISTDIR, made by git archive from HEAD, so only from
+# a clean tree, after META.json passes test/meta_check.py (the PGXN meta
+# spec, and the versions and files of this tree).
+DISTDIR ?= .
+.PHONY: dist
+dist:
+	@test -z "$$(git -C $(srcdir) status --porcelain)" || \
+		{ echo "make dist: uncommitted changes (git archive takes HEAD); commit or stash them" >&2; exit 1; }
+	python3 $(srcdir)/test/meta_check.py $(srcdir)
+	@mkdir -p $(DISTDIR)
+	name=$$(python3 $(srcdir)/test/meta_check.py --dist-name $(srcdir)) && \
+	git -C $(srcdir) archive --format=zip --prefix=$$name/ -o $(abspath $(DISTDIR))/$$name.zip HEAD && \
+	echo "$(DISTDIR)/$$name.zip"
