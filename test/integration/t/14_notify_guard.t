@@ -124,6 +124,9 @@ my $after = time - $t0;
 diag(sprintf 'terminated %s ms after the diffs were queued', ms($after));
 cmp_ok($after, '<=', 3, '  within the timeout and a few ticks');
 
+# The worker logs the termination after it signals the session: wait for
+# the line rather than race it.
+$node->wait_for_log(qr/terminated session $stalled_pid,/, $off);
 my $log = log_since($off);
 # The diffs were queued by the statements before $t0, so the worker may
 # have seen the session blocked before it: its own LOG line says how long.
