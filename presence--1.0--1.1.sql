@@ -244,3 +244,44 @@ ALTER TABLE tep_presence_worker ALTER COLUMN owner
 -- commits.  About 40 topics a page: 1M topics take some 200 MB.  Rows
 -- written before the update keep their pages until VACUUM FULL.
 ALTER TABLE presence_topic_seq SET (fillfactor = 20);
+
+-- Many entries or topics in one call ----------------------------------------
+--
+-- A gateway that restarts registers its sockets, and one whose LISTEN
+-- connection dropped resyncs its topics, in one round trip (and, for
+-- writes, one commit) instead of one per entry or topic.
+
+-- presence_track for each element of entries, a JSON array of objects
+-- {topic, fd, principal_id, kind, agent_id, meta} (kind 'human', agent_id
+-- '' and meta {} when left out), all for worker_id; one join diff per new
+-- entry.  Returns how many were newly tracked.  Bad input in any element:
+-- an ERROR whose message begins "entries[i]: " (i from 0), nothing changed.
+CREATE FUNCTION presence_track_many(entries jsonb, worker_id text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'presence_track_many'
+LANGUAGE C VOLATILE SECURITY DEFINER;
+
+-- presence_snapshot of each topic, in the array's order, all read in one
+-- snapshot (each exact for its own topic, as presence_snapshot is).
+CREATE FUNCTION presence_snapshot_many(topics text[])
+RETURNS SETOF json
+AS 'MODULE_PATHNAME', 'presence_snapshot_many'
+LANGUAGE C STABLE SECURITY DEFINER;
+
+-- A large topic's snapshot as rows, for a client that reads it with a
+-- cursor instead of as one value: first (seq, epoch, NULL), then one row
+-- per entry (presence_snapshot's objects, in its order), all read in one
+-- snapshot and every row carrying the seq the whole belongs to.
+CREATE FUNCTION presence_snapshot_rows(topic text,
+                                       OUT seq bigint,
+                                       OUT epoch text,
+                                       OUT entry json)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'presence_snapshot_rows'
+LANGUAGE C STABLE SECURITY DEFINER;
+
+REVOKE ALL ON FUNCTION
+    presence_track_many(jsonb, text),
+    presence_snapshot_many(text[]),
+    presence_snapshot_rows(text)
+    FROM PUBLIC;

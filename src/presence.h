@@ -8,6 +8,8 @@
  *	 presence.c   module init: GUCs, shared memory, callbacks, bgworker
  *	 bgworker.c   the background worker's ticks, and its launcher
  *	 notify_guard.c  its watch on the NOTIFY queue (stalled listeners)
+ *	 batch.c      1.1: SQL functions of many entries or topics in a call,
+ *	              and a large topic's snapshot as rows (over entry.c's)
  *	 entry.c      SQL functions of Tep's surface (track, status, lists...)
  *	 liveness.c   SQL functions of workers, and pruning the dead
  *	 row.c        one entry changed without the executor (the hot path)
@@ -152,6 +154,7 @@ extern bool presence_find_by_scan_keys(Relation rel, Relation index,
 extern void presence_spi_connect(void);
 extern int	presence_execute(PresenceQuery *query, Datum *values,
 							 const char *nulls, bool read_only, long count);
+extern Portal presence_open_cursor(PresenceQuery *query, Datum *values);
 extern void presence_return_rows(FunctionCallInfo fcinfo,
 								 PresenceQuery *query, Datum *values);
 

@@ -1,0 +1,382 @@
+/*
+ * batch.c
+ *		1.1: many entries or topics in one call: presence_track_many,
+ *		presence_snapshot_many, and a large topic's snapshot as rows.
+ *
+ * The many-forms call the single functions (presence_track,
+ * presence_snapshot) element by element, so every rule of those holds for
+ * each element; they save the round trips and, for writes, the commits.
+ * An element's bad input fails the whole call (its statement rolls back,
+ * nothing is sent) with the element's index first in the message.
+ */
+#include "presence.h"
+
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/tuplestore.h"
+
+PG_FUNCTION_INFO_V1(presence_track_many);
+PG_FUNCTION_INFO_V1(presence_snapshot_many);
+PG_FUNCTION_INFO_V1(presence_snapshot_rows);
+
+PGDLLEXPORT extern Datum presence_track(PG_FUNCTION_ARGS);
+PGDLLEXPORT extern Datum presence_snapshot(PG_FUNCTION_ARGS);
+
+/* presence_track's arguments, in its order. */
+enum TrackArg
+{
+	TRACK_TOPIC, TRACK_FD, TRACK_PRINCIPAL_ID, TRACK_KIND, TRACK_AGENT_ID,
+	TRACK_WORKER_ID, TRACK_META, TRACK_NARGS
+};
+
+/* The keys of an entries element, by presence_track's argument. */
+static const char *const track_keys[TRACK_NARGS] = {
+	"topic", "fd", "principal_id", "kind", "agent_id", NULL, "meta"
+};
+
+/* Entries streamed by presence_snapshot_rows are read this many at a time. */
+#define SNAPSHOT_ROWS_FETCH 1000
+
+static PresenceQuery rows_seq_query = {
+	"SELECT seq FROM %1$s.presence_topic_seq WHERE topic" EQ "$1",
+	1, {TEXTOID}
+};
+
+/* presence_snapshot's entries and order. */
+static PresenceQuery rows_entries_query = {
+	"SELECT " PRESENCE_ENTRY_COLUMNS " FROM %1$s.tep_presence"
+	" WHERE topic" EQ "$1"
+	" ORDER BY since_ts, worker_id COLLATE pg_catalog.\"C\", fd",
+	1, {TEXTOID}
+};
+
+/*
+ * Call `fn` with `call`'s arguments; a bad-input error (classes 22 and 23)
+ * comes out with "<what>[index]: " before its message, so that the caller
+ * knows which element to fix.  Others (privileges, cancels) are the call's,
+ * not the element's, and go out as they are.
+ */
+static Datum
+call_for_element(PGFunction fn, FunctionCallInfo call, const char *what,
+				 int index)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	Datum		result = (Datum) 0;
+
+	PG_TRY();
+	{
+		result = fn(call);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *error;
+		int			class;
+
+		MemoryContextSwitchTo(caller_context);
+		error = CopyErrorData();
+		class = ERRCODE_TO_CATEGORY(error->sqlerrcode);
+		if (class != ERRCODE_DATA_EXCEPTION &&
+			class != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION)
+			PG_RE_THROW();
+		FlushErrorState();
+		error->message = psprintf("%s[%d]: %s", what, index, error->message);
+		ReThrowError(error);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+static void
+bad_element(int index, const char *message, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("entries[%d]: %s", index, message),
+			 detail ? errdetail("%s", detail) : 0));
+}
+
+static int
+track_arg_of_key(const char *key, int keylen)
+{
+	for (int arg = 0; arg < TRACK_NARGS; arg++)
+		if (track_keys[arg] != NULL &&
+			strlen(track_keys[arg]) == (size_t) keylen &&
+			memcmp(track_keys[arg], key, keylen) == 0)
+			return arg;
+	return -1;
+}
+
+/*
+ * fd from a JSON number, which must be an integer of int4's range (an
+ * error naming the element, as every other bad key's).
+ */
+static Datum
+fd_from_json(const JsonbValue *value, int index)
+{
+	char	   *text;
+	char	   *end;
+	long		fd;
+
+	if (value->type != jbvNumeric)
+		bad_element(index, "fd must be a JSON number", NULL);
+	text = DatumGetCString(DirectFunctionCall1(numeric_out,
+											   NumericGetDatum(value->val.numeric)));
+	errno = 0;
+	fd = strtol(text, &end, 10);
+	if (*end != '\0' || errno != 0 || fd < PG_INT32_MIN || fd > PG_INT32_MAX)
+		bad_element(index, "fd must be an integer",
+					psprintf("It is %s.", text));
+	return Int32GetDatum((int32) fd);
+}
+
+/*
+ * Fill `call` with presence_track's arguments from one element of entries:
+ * an object of the keys in track_keys (kind, agent_id and meta optional,
+ * with presence_track's defaults; JSON null is SQL NULL).
+ */
+static void
+track_args_from_element(FunctionCallInfo call, JsonbValue *element,
+						int index, Datum worker_id, bool worker_id_null)
+{
+	JsonbIterator *it;
+	JsonbIteratorToken token;
+	JsonbValue	key;
+	JsonbValue	value;
+
+	if (element->type != jbvBinary ||
+		!JsonContainerIsObject(element->val.binary.data))
+		bad_element(index, "an entry must be a JSON object", NULL);
+
+	for (int arg = 0; arg < TRACK_NARGS; arg++)
+		call->args[arg].isnull = true;
+	call->args[TRACK_KIND].value = CStringGetTextDatum("human");
+	call->args[TRACK_AGENT_ID].value = CStringGetTextDatum("");
+	call->args[TRACK_META].value = DirectFunctionCall1(jsonb_in,
+													   CStringGetDatum("{}"));
+	call->args[TRACK_KIND].isnull = false;
+	call->args[TRACK_AGENT_ID].isnull = false;
+	call->args[TRACK_META].isnull = false;
+	call->args[TRACK_WORKER_ID].value = worker_id;
+	call->args[TRACK_WORKER_ID].isnull = worker_id_null;
+
+	it = JsonbIteratorInit(element->val.binary.data);
+	while ((token = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+	{
+		int			arg;
+
+		if (token != WJB_KEY)
+			continue;
+		arg = track_arg_of_key(key.val.string.val, key.val.string.len);
+		if (arg < 0)
+			bad_element(index,
+						psprintf("unknown key \"%.*s\"", key.val.string.len,
+								 key.val.string.val),
+						"An entry has topic, fd, principal_id, kind, agent_id and meta.");
+		(void) JsonbIteratorNext(&it, &value, true);
+		call->args[arg].isnull = value.type == jbvNull;
+		if (value.type == jbvNull)
+			continue;
+		if (arg == TRACK_FD)
+			call->args[arg].value = fd_from_json(&value, index);
+		else if (arg == TRACK_META)
+			call->args[arg].value = JsonbPGetDatum(JsonbValueToJsonb(&value));
+		else if (value.type == jbvString)
+			call->args[arg].value =
+				PointerGetDatum(cstring_to_text_with_len(value.val.string.val,
+														 value.val.string.len));
+		else
+			bad_element(index,
+						psprintf("%s must be a JSON string", track_keys[arg]),
+						NULL);
+	}
+}
+
+/*
+ * presence_track_many(entries jsonb, worker_id text): presence_track for
+ * each element of the array entries, for one worker, in one statement;
+ * returns how many were newly tracked.
+ */
+Datum
+presence_track_many(PG_FUNCTION_ARGS)
+{
+	LOCAL_FCINFO(call, TRACK_NARGS);
+	Jsonb	   *entries;
+	Datum		worker_id = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	int			count;
+	int			tracked = 0;
+	MemoryContext element_context;
+	MemoryContext caller_context;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("entries must not be NULL")));
+	entries = PG_GETARG_JSONB_P(0);
+	if (!JB_ROOT_IS_ARRAY(entries) || JB_ROOT_IS_SCALAR(entries))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("entries must be a JSON array of objects")));
+	count = JB_ROOT_COUNT(entries);
+
+	element_context = AllocSetContextCreate(CurrentMemoryContext,
+											"presence_track_many element",
+											ALLOCSET_DEFAULT_SIZES);
+	caller_context = MemoryContextSwitchTo(element_context);
+	InitFunctionCallInfoData(*call, fcinfo->flinfo, TRACK_NARGS,
+							 fcinfo->fncollation, NULL, NULL);
+	for (int i = 0; i < count; i++)
+	{
+		JsonbValue *element = getIthJsonbValueFromContainer(&entries->root, i);
+
+		track_args_from_element(call, element, i, worker_id, PG_ARGISNULL(1));
+		call->isnull = false;
+		if (DatumGetBool(call_for_element(presence_track, call, "entries", i)))
+			tracked++;
+		MemoryContextReset(element_context);
+	}
+	MemoryContextSwitchTo(caller_context);
+	MemoryContextDelete(element_context);
+	PG_RETURN_INT32(tracked);
+}
+
+/*
+ * presence_snapshot_many(topics text[]): presence_snapshot of each topic,
+ * in the array's order, all read in the statement's one snapshot.
+ */
+Datum
+presence_snapshot_many(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	LOCAL_FCINFO(call, 1);
+	ArrayType  *topics;
+	Datum	   *elements;
+	bool	   *nulls;
+	int			count;
+	MemoryContext element_context;
+	MemoryContext caller_context;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("topics must not be NULL")));
+	topics = PG_GETARG_ARRAYTYPE_P(0);
+	if (ARR_NDIM(topics) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("topics must be a one-dimensional array")));
+	deconstruct_array(topics, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elements, &nulls, &count);
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	element_context = AllocSetContextCreate(CurrentMemoryContext,
+											"presence_snapshot_many element",
+											ALLOCSET_DEFAULT_SIZES);
+	caller_context = MemoryContextSwitchTo(element_context);
+	InitFunctionCallInfoData(*call, fcinfo->flinfo, 1, fcinfo->fncollation,
+							 NULL, NULL);
+	for (int i = 0; i < count; i++)
+	{
+		Datum		snapshot;
+		bool		isnull = false;
+
+		call->args[0].value = elements[i];
+		call->args[0].isnull = nulls[i];
+		call->isnull = false;
+		snapshot = call_for_element(presence_snapshot, call, "topics", i);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &snapshot,
+							 &isnull);
+		MemoryContextReset(element_context);
+	}
+	MemoryContextSwitchTo(caller_context);
+	MemoryContextDelete(element_context);
+	return (Datum) 0;
+}
+
+/*
+ * One row of presence_snapshot_rows: (seq, epoch, entry); the tuplestore
+ * keeps its own copy.
+ */
+static void
+put_snapshot_row(ReturnSetInfo *rsinfo, int64 seq, Datum epoch,
+				 StringInfo entry)
+{
+	Datum		values[3];
+	bool		nulls[3] = {false, false, entry == NULL};
+
+	values[0] = Int64GetDatum(seq);
+	values[1] = epoch;
+	values[2] = entry ? PointerGetDatum(cstring_to_text_with_len(entry->data,
+																 entry->len)) :
+		(Datum) 0;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * presence_snapshot_rows(topic): the topic's snapshot as rows (seq, epoch,
+ * entry): first one with entry NULL, then one per entry in
+ * presence_snapshot's order, all read in one snapshot, every row carrying
+ * the seq the whole belongs to.  The entries are read a batch at a time
+ * and the rows go to a tuplestore, which spills to disk past work_mem: a
+ * large topic never sits in memory whole.
+ */
+Datum
+presence_snapshot_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *topic = presence_topic_arg(fcinfo, 0);
+	Datum		topic_datum = CStringGetTextDatum(topic);
+	MemoryContext caller_context = CurrentMemoryContext;
+	MemoryContext row_context;
+	Datum		epoch;
+	int64		seq = 0;
+	Portal		cursor;
+	StringInfoData entry_json;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	row_context = AllocSetContextCreate(caller_context,
+										"presence_snapshot_rows row",
+										ALLOCSET_DEFAULT_SIZES);
+
+	presence_spi_connect();
+	presence_execute(&rows_seq_query, &topic_datum, NULL, true, 1);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	MemoryContextSwitchTo(caller_context);
+	epoch = CStringGetTextDatum(presence_current_epoch());
+	put_snapshot_row(rsinfo, seq, epoch, NULL);
+
+	cursor = presence_open_cursor(&rows_entries_query, &topic_datum);
+	for (;;)
+	{
+		SPI_cursor_fetch(cursor, true, SNAPSHOT_ROWS_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			PresenceEntry entry;
+			MemoryContext spi_context = MemoryContextSwitchTo(row_context);
+
+			presence_entry_from_tuple(&entry, SPI_tuptable->vals[i],
+									  SPI_tuptable->tupdesc);
+			initStringInfo(&entry_json);
+			presence_append_snapshot_entry(&entry_json, &entry);
+			put_snapshot_row(rsinfo, seq, epoch, &entry_json);
+			MemoryContextReset(row_context);
+			MemoryContextSwitchTo(spi_context);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(cursor);
+	SPI_finish();
+	MemoryContextDelete(row_context);
+	return (Datum) 0;
+}
