@@ -221,6 +221,9 @@ presence_track_many(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("entries must be a JSON array of objects")));
 	count = JB_ROOT_COUNT(entries);
+	/* The call's worker, not an element's: checked once, as presence_track does. */
+	if (!PG_ARGISNULL(1))
+		(void) presence_worker_arg(fcinfo, 1);
 
 	element_context = AllocSetContextCreate(CurrentMemoryContext,
 											"presence_track_many element",
