@@ -3,9 +3,10 @@
  *		1.1: many entries or topics in one call: presence_track_many,
  *		presence_snapshot_many, and a large topic's snapshot as rows.
  *
- * The many-forms call the single functions (presence_track,
- * presence_snapshot) element by element, so every rule of those holds for
- * each element; they save the round trips and, for writes, the commits.
+ * presence_track_many calls presence_track element by element, so every
+ * rule of it holds for each element, and saves the round trips and the
+ * commits; presence_snapshot_many reads all its topics with two statements
+ * and writes each snapshot as presence_snapshot does.
  * An element's bad input fails the whole call (its statement rolls back,
  * nothing is sent) with the element's index first in the message.
  */
@@ -13,7 +14,9 @@
 
 #include "catalog/pg_type.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -24,7 +27,6 @@ PG_FUNCTION_INFO_V1(presence_snapshot_many);
 PG_FUNCTION_INFO_V1(presence_snapshot_rows);
 
 PGDLLEXPORT extern Datum presence_track(PG_FUNCTION_ARGS);
-PGDLLEXPORT extern Datum presence_snapshot(PG_FUNCTION_ARGS);
 
 /* presence_track's arguments, in its order. */
 enum TrackArg
@@ -246,6 +248,159 @@ presence_track_many(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(tracked);
 }
 
+/* A topic of presence_snapshot_many, with its snapshot's parts. */
+typedef struct ManyTopic
+{
+	char		topic[PRESENCE_MAX_NAME_BYTES + 1]; /* hash key */
+	int64		seq;
+	StringInfoData entries;		/* its entries' objects, comma-separated */
+} ManyTopic;
+
+/* presence_topic_arg's checks, as a function call_for_element can run. */
+static Datum
+check_topic(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CSTRING(presence_topic_arg(fcinfo, 0));
+}
+
+/*
+ * The array's topics, each checked as presence_snapshot checks its topic,
+ * into `topics` (as C strings); returns the table of the distinct ones.
+ */
+static HTAB *
+many_topics(FunctionCallInfo fcinfo, char ***topics, int *count)
+{
+	LOCAL_FCINFO(call, 1);
+	ArrayType  *array;
+	Datum	   *elements;
+	bool	   *nulls;
+	HASHCTL		ctl;
+	HTAB	   *table;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("topics must not be NULL")));
+	array = PG_GETARG_ARRAYTYPE_P(0);
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("topics must be a one-dimensional array")));
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elements, &nulls, count);
+
+	ctl.keysize = sizeof(((ManyTopic *) NULL)->topic);
+	ctl.entrysize = sizeof(ManyTopic);
+	ctl.hcxt = CurrentMemoryContext;
+	table = hash_create("presence_snapshot_many topics", Max(*count, 16), &ctl,
+						HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	InitFunctionCallInfoData(*call, NULL, 1, InvalidOid, NULL, NULL);
+	*topics = palloc(Max(*count, 1) * sizeof(char *));
+	for (int i = 0; i < *count; i++)
+	{
+		ManyTopic  *entry;
+		bool		found;
+
+		call->args[0].value = elements[i];
+		call->args[0].isnull = nulls[i];
+		(*topics)[i] = DatumGetCString(call_for_element(check_topic, call,
+														"topics", i));
+		entry = hash_search(table, (*topics)[i], HASH_ENTER, &found);
+		if (!found)
+		{
+			entry->seq = 0;
+			initStringInfo(&entry->entries);
+		}
+	}
+	return table;
+}
+
+/* The distinct topics as a text[], the queries' $1. */
+static Datum
+many_topics_array(HTAB *table)
+{
+	long		n = hash_get_num_entries(table);
+	Datum	   *texts = palloc(Max(n, 1) * sizeof(Datum));
+	HASH_SEQ_STATUS scan;
+	ManyTopic  *entry;
+	int			i = 0;
+
+	hash_seq_init(&scan, table);
+	while ((entry = hash_seq_search(&scan)) != NULL)
+		texts[i++] = CStringGetTextDatum(entry->topic);
+	return PointerGetDatum(construct_array(texts, i, TEXTOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+/*
+ * Generic plans: a custom plan would estimate every element of a large
+ * array; the generic one probes the primary key for each.
+ */
+static PresenceQuery many_seqs_query = {
+	"SELECT topic, seq FROM %1$s.presence_topic_seq"
+	" WHERE topic" EQ "ANY ($1)",
+	1, {TEXTARRAYOID}
+};
+
+/* presence_snapshot's entries and order, for many topics at once. */
+static PresenceQuery many_entries_query = {
+	"SELECT " PRESENCE_ENTRY_COLUMNS " FROM %1$s.tep_presence"
+	" WHERE topic" EQ "ANY ($1)"
+	" ORDER BY since_ts, worker_id COLLATE pg_catalog.\"C\", fd",
+	1, {TEXTARRAYOID}
+};
+
+/*
+ * Read every topic's seq and entries into `table` (its strings grown in
+ * `table_context`): two statements, in the
+ * statement's snapshot, as presence_snapshot reads one topic's.  The
+ * entries come in presence_snapshot's order, so each topic's are too.
+ */
+static void
+read_many(HTAB *table, MemoryContext table_context)
+{
+	Datum		topics = many_topics_array(table);
+	MemoryContext row_context;
+
+	presence_execute(&many_seqs_query, &topics, NULL, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		char	   *topic = SPI_getvalue(SPI_tuptable->vals[i],
+										 SPI_tuptable->tupdesc, 1);
+		ManyTopic  *entry = hash_search(table, topic, HASH_FIND, NULL);
+
+		entry->seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc, 2,
+												 &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	row_context = AllocSetContextCreate(CurrentMemoryContext,
+										"presence_snapshot_many row",
+										ALLOCSET_DEFAULT_SIZES);
+	presence_execute(&many_entries_query, &topics, NULL, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		PresenceEntry row;
+		ManyTopic  *entry;
+		MemoryContext spi_context = MemoryContextSwitchTo(row_context);
+
+		presence_entry_from_tuple(&row, SPI_tuptable->vals[i],
+								  SPI_tuptable->tupdesc);
+		entry = hash_search(table, row.topic, HASH_FIND, NULL);
+		MemoryContextSwitchTo(table_context);
+		if (entry->entries.len > 0)
+			appendStringInfoChar(&entry->entries, ',');
+		presence_append_snapshot_entry(&entry->entries, &row);
+		MemoryContextSwitchTo(spi_context);
+		MemoryContextReset(row_context);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	MemoryContextDelete(row_context);
+}
+
 /*
  * presence_snapshot_many(topics text[]): presence_snapshot of each topic,
  * in the array's order, all read in the statement's one snapshot.
@@ -254,48 +409,42 @@ Datum
 presence_snapshot_many(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	LOCAL_FCINFO(call, 1);
-	ArrayType  *topics;
-	Datum	   *elements;
-	bool	   *nulls;
+	char	  **topics;
 	int			count;
-	MemoryContext element_context;
-	MemoryContext caller_context;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("topics must not be NULL")));
-	topics = PG_GETARG_ARRAYTYPE_P(0);
-	if (ARR_NDIM(topics) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("topics must be a one-dimensional array")));
-	deconstruct_array(topics, TEXTOID, -1, false, TYPALIGN_INT,
-					  &elements, &nulls, &count);
+	HTAB	   *table;
+	MemoryContext table_context;
+	const char *epoch;
+	StringInfoData snapshot;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	element_context = AllocSetContextCreate(CurrentMemoryContext,
-											"presence_snapshot_many element",
-											ALLOCSET_DEFAULT_SIZES);
-	caller_context = MemoryContextSwitchTo(element_context);
-	InitFunctionCallInfoData(*call, fcinfo->flinfo, 1, fcinfo->fncollation,
-							 NULL, NULL);
+	table_context = CurrentMemoryContext;
+	table = many_topics(fcinfo, &topics, &count);
+	initStringInfo(&snapshot);
+
+	presence_spi_connect();
+	if (count > 0)
+		read_many(table, table_context);
+	epoch = MemoryContextStrdup(rsinfo->econtext->ecxt_per_query_memory,
+								presence_current_epoch());
+	SPI_finish();
+
 	for (int i = 0; i < count; i++)
 	{
-		Datum		snapshot;
+		ManyTopic  *entry = hash_search(table, topics[i], HASH_FIND, NULL);
+		Datum		value;
 		bool		isnull = false;
 
-		call->args[0].value = elements[i];
-		call->args[0].isnull = nulls[i];
-		call->isnull = false;
-		snapshot = call_for_element(presence_snapshot, call, "topics", i);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &snapshot,
+		resetStringInfo(&snapshot);
+		appendStringInfoString(&snapshot, "{\"topic\":");
+		escape_json(&snapshot, entry->topic);
+		appendStringInfo(&snapshot, ",\"seq\":" INT64_FORMAT ",\"entries\":[%s],\"epoch\":\"%s\"}",
+						 entry->seq, entry->entries.data, epoch);
+		value = PointerGetDatum(cstring_to_text_with_len(snapshot.data,
+														 snapshot.len));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value,
 							 &isnull);
-		MemoryContextReset(element_context);
+		pfree(DatumGetPointer(value));
 	}
-	MemoryContextSwitchTo(caller_context);
-	MemoryContextDelete(element_context);
 	return (Datum) 0;
 }
 
