@@ -285,3 +285,23 @@ REVOKE ALL ON FUNCTION
     presence_snapshot_many(text[]),
     presence_snapshot_rows(text)
     FROM PUBLIC;
+
+-- Retention of idle topics ----------------------------------------------------
+--
+-- changed_ts: when the topic's diffs were last committed (epoch seconds;
+-- 0 for rows written before 1.1).  A topic without entries whose
+-- changed_ts is older than presence.topic_retention (default 1 day) loses
+-- its row: the background worker walks the table, or
+-- presence_remove_idle_topics() does it at once.  The row of the empty
+-- topic '' (a name no call accepts) is the floor: each removal raises its
+-- seq to the removed ones', and a topic without a row, new or back, goes
+-- on from it (its snapshot says so), so a client that kept an old seq
+-- sees a gap, never a repeat.
+ALTER TABLE presence_topic_seq ADD COLUMN changed_ts bigint NOT NULL DEFAULT 0;
+
+CREATE FUNCTION presence_remove_idle_topics(older_than interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'presence_remove_idle_topics'
+LANGUAGE C VOLATILE SECURITY DEFINER;
+
+REVOKE ALL ON FUNCTION presence_remove_idle_topics(interval) FROM PUBLIC;

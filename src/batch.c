@@ -44,8 +44,7 @@ static const char *const track_keys[TRACK_NARGS] = {
 #define SNAPSHOT_ROWS_FETCH 1000
 
 static PresenceQuery rows_seq_query = {
-	"SELECT seq FROM %1$s.presence_topic_seq WHERE topic" EQ "$1",
-	1, {TEXTOID}
+	PRESENCE_TOPIC_SEQ, 1, {TEXTOID}
 };
 
 /* presence_snapshot's entries and order. */
@@ -337,6 +336,11 @@ many_topics_array(HTAB *table)
  * Generic plans: a custom plan would estimate every element of a large
  * array; the generic one probes the primary key for each.
  */
+static PresenceQuery floor_query = {
+	"SELECT seq FROM %1$s.presence_topic_seq WHERE topic" EQ "''",
+	0, {InvalidOid}
+};
+
 static PresenceQuery many_seqs_query = {
 	"SELECT topic, seq FROM %1$s.presence_topic_seq"
 	" WHERE topic" EQ "ANY ($1)",
@@ -362,6 +366,23 @@ read_many(HTAB *table, MemoryContext table_context)
 {
 	Datum		topics = many_topics_array(table);
 	MemoryContext row_context;
+	HASH_SEQ_STATUS scan;
+	ManyTopic  *entry;
+
+	/* A topic without a row goes on from the floor (retention.c). */
+	presence_execute(&floor_query, NULL, NULL, true, 1);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		int64		floor = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc,
+														1, &isnull));
+
+		hash_seq_init(&scan, table);
+		while ((entry = hash_seq_search(&scan)) != NULL)
+			entry->seq = floor;
+	}
+	SPI_freetuptable(SPI_tuptable);
 
 	presence_execute(&many_seqs_query, &topics, NULL, true, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -369,7 +390,8 @@ read_many(HTAB *table, MemoryContext table_context)
 		bool		isnull;
 		char	   *topic = SPI_getvalue(SPI_tuptable->vals[i],
 										 SPI_tuptable->tupdesc, 1);
-		ManyTopic  *entry = hash_search(table, topic, HASH_FIND, NULL);
+
+		entry = hash_search(table, topic, HASH_FIND, NULL);
 
 		entry->seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
 												 SPI_tuptable->tupdesc, 2,
@@ -384,7 +406,6 @@ read_many(HTAB *table, MemoryContext table_context)
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		PresenceEntry row;
-		ManyTopic  *entry;
 		MemoryContext spi_context = MemoryContextSwitchTo(row_context);
 
 		presence_entry_from_tuple(&row, SPI_tuptable->vals[i],

@@ -208,7 +208,9 @@ forget_pending(void)
  * Read the topic's committed seq.  Under the commit lock every earlier
  * presence commit has ended, so the one live row version is the committed
  * one; reading it with SnapshotSelf, not the transaction's snapshot, keeps
- * REPEATABLE READ from handing out a seq again, and takes no SSI lock.
+ * REPEATABLE READ from handing out a seq again, and takes no SSI lock.  A
+ * topic without a row goes on from the floor (retention.c): the empty
+ * topic's row, or 0.
  */
 static void
 read_seq(Relation rel, Relation index, TupleTableSlot *slot,
@@ -219,10 +221,10 @@ read_seq(Relation rel, Relation index, TupleTableSlot *slot,
 	topic->has_row = presence_find_by_key(rel, index, topic->topic,
 										  SnapshotSelf, slot);
 	if (topic->has_row)
-	{
-		topic->seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
 		topic->row = slot->tts_tid;
-	}
+	if (topic->has_row || presence_find_by_key(rel, index, "", SnapshotSelf,
+											   slot))
+		topic->seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
 	else
 		topic->seq = 0;
 	topic->seq_known = true;
@@ -231,21 +233,23 @@ read_seq(Relation rel, Relation index, TupleTableSlot *slot,
 }
 
 /*
- * Store the topic's new seq: its row updated in place (indexed again only
- * when the update is not HOT), or inserted for a topic's first diff.  No
- * other writer can touch the row under the commit lock, so neither a plan
- * nor ON CONFLICT is needed, and no snapshot can make the update fail.
+ * Store the topic's new seq, and (1.1) when it changed, changed_ts: its
+ * row updated in place (indexed again only when the update is not HOT), or
+ * inserted for a topic's first diff.  No other writer can touch the row
+ * under the commit lock, so neither a plan nor ON CONFLICT is needed, and
+ * no snapshot can make the update fail.
  */
 static void
 store_seq(Relation rel, Relation index, PendingTopic *topic)
 {
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
 	HeapTuple	row;
 	bool		reindex;
 
 	values[0] = CStringGetTextDatum(topic->topic);
 	values[1] = Int64GetDatum(topic->seq);
+	values[2] = Int64GetDatum(presence_now_s());	/* 1.0: no such column */
 	row = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	if (topic->has_row)
 	{
@@ -343,8 +347,8 @@ sequence_and_send(Relation rel, Relation index)
  * PreCommit_Notify then finds it held: one hand-over of a contended lock
  * per commit instead of two.  It is cluster-wide, as NOTIFY's is anyway.
  */
-static void
-lock_presence_commits(void)
+void
+presence_lock_commits(void)
 {
 	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
 }
@@ -362,7 +366,7 @@ commit_diffs(void)
 								 RowExclusiveLock);
 	Relation	index = index_open(seq_table_index(rel), RowExclusiveLock);
 
-	lock_presence_commits();
+	presence_lock_commits();
 	sequence_and_send(rel, index);
 	index_close(index, NoLock);
 	table_close(rel, NoLock);

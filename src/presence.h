@@ -18,6 +18,7 @@
  *	 history.c    1.1: meta's checks, the session history (written for
  *	              change.c's leaves) and its partitions, and the SQL
  *	              functions of history, last seen and principals
+ *	 retention.c  1.1: removing idle topics' seq rows (the worker's walk)
  *	 epoch.c      the stream's epoch
  *	 args.c       argument checks and the session's worker identity
  *	 query.c      kept SPI plans and the extension's tables
@@ -131,6 +132,16 @@ typedef struct PresenceQuery
  */
 #define PRESENCE_CHANGE_ONE(dml) dml " RETURNING " PRESENCE_ENTRY_COLUMNS
 
+/*
+ * A topic's seq as a snapshot reports it: its row's, else the floor (the
+ * empty topic's row, retention.c), which its next diff goes on from.
+ */
+#define PRESENCE_TOPIC_SEQ \
+	"SELECT COALESCE(" \
+	"(SELECT seq FROM %1$s.presence_topic_seq WHERE topic" EQ "$1)," \
+	" (SELECT seq FROM %1$s.presence_topic_seq WHERE topic" EQ "'')," \
+	" 0)"
+
 /* query.c */
 extern bool presence_has_meta;
 extern bool presence_lock_extension(void);
@@ -223,6 +234,7 @@ extern const char *presence_current_epoch(void);
 
 /* change.c */
 extern void presence_register_change_callbacks(void);
+extern void presence_lock_commits(void);
 extern void presence_record_diff(PresenceDiffKind kind,
 								 const PresenceEntry *entry);
 extern bool presence_change_one(PresenceDiffKind kind, PresenceQuery *change,
@@ -285,6 +297,12 @@ extern bool presence_history_maintenance_due(void);
 extern bool presence_use_worker(const char *worker_id);
 extern int	presence_prune_batch(int limit, bool check_bound_backends,
 								 bool skip_locked, bool *more);
+
+/* retention.c */
+extern int	presence_topic_retention_s;
+extern void presence_define_retention_gucs(void);
+extern bool presence_retention_due(void);
+extern int	presence_retention_worker_batch(int limit, bool *more);
 
 /* notify_guard.c */
 extern void presence_watch_notify_queue(void);
