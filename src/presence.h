@@ -234,7 +234,9 @@ extern const char *presence_current_epoch(void);
 
 /* change.c */
 extern void presence_register_change_callbacks(void);
-extern void presence_lock_commits(void);
+/* A commit of more topics than this locks them all at once. */
+#define PRESENCE_TOPIC_LOCKS 64
+extern void presence_lock_topics(const char **topics, int ntopics);
 extern void presence_record_diff(PresenceDiffKind kind,
 								 const PresenceEntry *entry);
 extern bool presence_change_one(PresenceDiffKind kind, PresenceQuery *change,

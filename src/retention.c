@@ -10,14 +10,16 @@
  * row (a name no call accepts), which each removal raises to the removed
  * seqs: so a topic that comes back goes on with a seq greater than any it
  * had, under the same epoch, and a client that kept its old seq sees a
- * gap, never a repeat.  Rows are removed under the commit lock, so no
- * commit is between reading a topic's row and finding it gone.
+ * gap, never a repeat.  Rows are removed under the topics' locks, as a
+ * commit takes them (change.c), so no commit is between reading a topic's
+ * row and finding it gone.
  *
  * The background worker walks the table in key order, a batch per
  * transaction and a few batches per tick, one walk per minute at most
  * (per retention, when shorter), removing each batch's idle topics in its
  * transaction; presence_remove_idle_topics() walks the whole table and
- * then removes at once, so that it holds the commit lock only at the end.
+ * then removes at once, so that it holds the topics' locks only at the
+ * end.
  */
 #include "presence.h"
 
@@ -52,7 +54,7 @@ static PresenceQuery walk_query = {
 	3, {TEXTOID, INT8OID, INT8OID}
 };
 
-/* The same checks again, under the commit lock, as the rows go. */
+/* The same checks again, under the topics' locks, as the rows go. */
 static PresenceQuery remove_query = {
 	"DELETE FROM %1$s.presence_topic_seq s"
 	" WHERE s.topic" EQ "ANY ($1) AND s.topic" GT "''"
@@ -84,12 +86,13 @@ presence_define_retention_gucs(void)
 }
 
 /*
- * Remove the rows of `topics` that are still idle since `cutoff`, under
- * the commit lock, and raise the floor to their seqs.  Returns how many
- * went.  The tables are locked before the commit lock, as at commit.
+ * Remove the rows of `topics` (`names`, sorted) that are still idle since
+ * `cutoff`, under the topics' locks, as a commit of them would take, and
+ * raise the floor to their seqs.  Returns how many went.  The tables are
+ * locked first, as at commit.
  */
 static int
-remove_topics(Datum topics, int64 cutoff)
+remove_topics(Datum topics, const char **names, int ntopics, int64 cutoff)
 {
 	Datum		args[2];
 	int64		highest = 0;
@@ -99,7 +102,7 @@ remove_topics(Datum topics, int64 cutoff)
 				NoLock);
 	table_close(table_open(presence_table(PRESENCE_ENTRIES), AccessShareLock),
 				NoLock);
-	presence_lock_commits();
+	presence_lock_topics(names, ntopics);
 
 	args[0] = topics;
 	args[1] = Int64GetDatum(cutoff);
@@ -159,6 +162,12 @@ walk_batch(char *after, int limit, int64 cutoff, List **idle)
 	return nrows < (uint64) limit;
 }
 
+static int
+compare_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
 /*
  * Remove the rows of the `idle` topics still idle since `cutoff`.
  */
@@ -166,18 +175,25 @@ static int
 remove_idle(List *idle, int64 cutoff)
 {
 	Datum	   *topics;
+	const char **names;
 	int			n = 0;
 	ListCell   *cell;
 
 	if (idle == NIL)
 		return 0;
 	topics = palloc(list_length(idle) * sizeof(Datum));
+	names = palloc(list_length(idle) * sizeof(char *));
 	foreach(cell, idle)
+	{
+		names[n] = lfirst(cell);
 		topics[n++] = CStringGetTextDatum((char *) lfirst(cell));
+	}
+	/* In the commits' lock order (the walk's is the collation's). */
+	qsort(names, n, sizeof(char *), compare_names);
 	return remove_topics(PointerGetDatum(construct_array(topics, n, TEXTOID,
 														 -1, false,
 														 TYPALIGN_INT)),
-						 cutoff);
+						 names, n, cutoff);
 }
 
 /*
