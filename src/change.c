@@ -22,7 +22,9 @@
  * queue insertion is done under NOTIFY's cluster-wide commit lock: the
  * seqs are read and stored before it, and commits of other topics do not
  * wait for them.  A commit of more than PRESENCE_TOPIC_LOCKS topics takes
- * the whole database's topics at once instead (lock table slots are few).
+ * the whole database's topics at once instead: the lock table has about
+ * max_locks_per_transaction slots per connection, and a commit must not
+ * run out of them.
  */
 #include "presence.h"
 #include "compat.h"
@@ -40,7 +42,6 @@
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "common/hashfn.h"
-#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"

@@ -40,6 +40,7 @@
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 #include "fmgr.h"
+#include "storage/lock.h"
 #include "lib/stringinfo.h"
 
 /* Diffs are sent under the topic "presence:<topic>" (Tep's dtopic). */
@@ -234,8 +235,11 @@ extern const char *presence_current_epoch(void);
 
 /* change.c */
 extern void presence_register_change_callbacks(void);
-/* A commit of more topics than this locks them all at once. */
-#define PRESENCE_TOPIC_LOCKS 64
+/*
+ * A commit of more topics than this locks them all at once: half the lock
+ * table slots a transaction may count on, leaving the rest to its tables.
+ */
+#define PRESENCE_TOPIC_LOCKS (max_locks_per_xact / 2)
 extern void presence_lock_topics(const char **topics, int ntopics);
 extern void presence_record_diff(PresenceDiffKind kind,
 								 const PresenceEntry *entry);
