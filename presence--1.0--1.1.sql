@@ -261,6 +261,17 @@ RETURNS integer
 AS 'MODULE_PATHNAME', 'presence_track_many'
 LANGUAGE C VOLATILE SECURITY DEFINER;
 
+-- presence_set_status for each element of statuses, a JSON array of objects
+-- {topic, fd, state, note, until_ts} (note '' and until_ts 0 when left
+-- out), all for worker_id; one status diff per entry found.  Returns how
+-- many entries were found.  Bad input in any element: an ERROR whose
+-- message begins "statuses[i]: ", nothing changed.
+CREATE FUNCTION presence_set_status_many(statuses jsonb,
+                                         worker_id text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'presence_set_status_many'
+LANGUAGE C VOLATILE SECURITY DEFINER;
+
 -- presence_snapshot of each topic, in the array's order, all read in one
 -- snapshot (each exact for its own topic, as presence_snapshot is).
 CREATE FUNCTION presence_snapshot_many(topics text[])
@@ -282,6 +293,7 @@ LANGUAGE C STABLE SECURITY DEFINER;
 
 REVOKE ALL ON FUNCTION
     presence_track_many(jsonb, text),
+    presence_set_status_many(jsonb, text),
     presence_snapshot_many(text[]),
     presence_snapshot_rows(text)
     FROM PUBLIC;

@@ -728,7 +728,7 @@ BEGIN
 END
 $$;
 
--- Issue 23: many entries or topics in one call, a topic's snapshot as
+-- Issue 23: many entries, statuses or topics in one call, a topic's snapshot as
 -- rows, idle topics' retention, and the partition map for clients that
 -- route a topic's calls to its shard themselves ---------------------------
 
@@ -777,6 +777,14 @@ CREATE FUNCTION presence_proxy.track_many_on(shard integer, entries jsonb,
 RETURNS integer LANGUAGE plproxy AS $$
     CLUSTER 'presence'; RUN ON shard;
     SELECT presence_track_many(entries, worker_id);
+$$;
+
+CREATE FUNCTION presence_proxy.set_status_many_on(shard integer,
+                                                  statuses jsonb,
+                                                  worker_id text)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_set_status_many(statuses, worker_id);
 $$;
 
 CREATE FUNCTION presence_proxy.snapshot_many_on(shard integer, topics text[])
@@ -839,6 +847,47 @@ BEGIN
         END;
     END LOOP;
     RETURN tracked;
+END
+$$;
+
+-- As presence_track_many: each shard's part, in shard order.
+CREATE FUNCTION presence_set_status_many(statuses jsonb,
+                                         worker_id text DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog
+AS $$
+DECLARE
+    w text := presence_proxy.worker(worker_id);
+    map record;
+    part record;
+    found integer := 0;
+    state text;
+    message text;
+    detail text;
+BEGIN
+    IF statuses IS NULL OR jsonb_typeof(statuses) <> 'array' THEN
+        RETURN presence_proxy.set_status_many_on(0, statuses, w);  -- presence's error
+    END IF;
+    SELECT * INTO map FROM presence_proxy.mapping();
+    FOR part IN
+        SELECT presence_proxy.partition_of(presence_proxy.topic_hash(
+                   CASE WHEN jsonb_typeof(e) = 'object' THEN e ->> 'topic' END),
+                   map.n, map.modular) AS shard,
+               jsonb_agg(e ORDER BY i) AS statuses,
+               array_agg(i - 1 ORDER BY i) AS positions
+          FROM jsonb_array_elements(statuses) WITH ORDINALITY AS a(e, i)
+         GROUP BY 1 ORDER BY 1
+    LOOP
+        BEGIN
+            found := found + presence_proxy.set_status_many_on(part.shard, part.statuses, w);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE,
+                message = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+            PERFORM presence_proxy.raise_for_element('statuses', part.positions,
+                                                     state, message, detail);
+        END;
+    END LOOP;
+    RETURN found;
 END
 $$;
 
@@ -933,10 +982,12 @@ REVOKE ALL ON FUNCTION
     presence_proxy.mapping(),
     presence_proxy.raise_for_element(text, bigint[], text, text, text),
     presence_proxy.track_many_on(integer, jsonb, text),
+    presence_proxy.set_status_many_on(integer, jsonb, text),
     presence_proxy.snapshot_many_on(integer, text[]),
     presence_proxy.snapshot_rows(text),
     presence_proxy.remove_idle_topics_on(integer, interval),
     presence_track_many(jsonb, text),
+    presence_set_status_many(jsonb, text),
     presence_snapshot_many(text[]),
     presence_snapshot_rows(text),
     presence_remove_idle_topics(interval),

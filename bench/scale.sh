@@ -97,9 +97,15 @@ clear_worker bench-many
 # peak_kb SQL: the backend's peak resident memory less the shared memory it
 # touched, in kB, after SQL, in a fresh session; and the SQL's ms.
 peak_kb() {
-	"${PSQL[@]}" -c '\timing on' -c "SELECT pg_backend_pid() AS pid \\gset" -c "$1" \
-		-c "\\! awk '/VmHWM/ {h = \$2} /RssShmem/ {s = \$2} END {print \"peak_kb\", h - s}' /proc/:pid/status" |
-		awk '/^Time: / {t = $2} /^peak_kb/ {p = $2} END {print p, t}'
+	cat >"$OUT/scale/peak.sql" <<EOF
+SELECT pg_backend_pid() AS pid \\gset
+\\setenv BACKEND :pid
+\\timing on
+$1;
+\\timing off
+\\! awk '/VmHWM/ {h = \$2} /RssShmem/ {s = \$2} END {print "peak_kb", h - s}' /proc/\$BACKEND/status
+EOF
+	"${PSQL[@]}" -f "$OUT/scale/peak.sql" | awk '/^Time: / {t = $2} /^peak_kb/ {p = $2} END {print p, t}'
 }
 for size in $((R / 10)) "$R"; do
 	"${PSQL[@]}" -c "SELECT presence_worker_start('bench-room', '1 hour')" \
@@ -126,8 +132,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	"${PSQL[@]}" -c "SELECT presence_worker_start('bench-leave', '1 hour')" \
 		-c "SELECT presence_track_many((SELECT jsonb_agg(jsonb_build_object('topic', 'room:' || i % 100, 'fd', i,
 			'principal_id', 'user:' || i)) FROM generate_series(1, $L) i), 'bench-leave')" >/dev/null
-	rm -f "$OUT/scale/writer".*
-	"$PGBIN/pgbench" -n -M prepared -c 1 -T 6 -l --log-prefix="$OUT/scale/writer" \
+	rm -f "$OUT/scale/writer-log".*
+	"$PGBIN/pgbench" -n -M prepared -c 1 -T 6 -l --log-prefix="$OUT/scale/writer-log" \
 		-f "$OUT/scale/writer.sql" >/dev/null 2>&1 &
 	writer=$!
 	sleep 2
@@ -136,7 +142,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	commit=$("${PSQL[@]}" -c '\timing on' -c 'BEGIN' -c "SELECT presence_worker_stop('bench-leave')" -c 'COMMIT' |
 		awk '/^Time: / {t = $2} END {print t}')
 	wait "$writer"
-	worst=$(cat "$OUT/scale/writer".* | awk '{if ($3 > m) m = $3} END {printf "%.1f", m / 1000}')
+	worst=$(cat "$OUT/scale/writer-log".* | awk '{if ($3 > m) m = $3} END {printf "%.1f", m / 1000}')
 	row leave "$r" entries "$L" commit_ms "$commit" writer_worst_ms "$worst"
 	"${PSQL[@]}" -c "SELECT pg_notification_queue_usage()" >/dev/null
 done

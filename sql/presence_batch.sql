@@ -95,6 +95,28 @@ SELECT presence_track_many('[{"topic": "room:t", "fd": 4, "principal_id": "u"}]'
 ROLLBACK;
 SELECT pg_temp.seq('room:t'), count(*) FROM tep_presence WHERE topic = 'room:t';
 
+-- presence_set_status_many: presence_set_status for each element (note
+-- and until_ts optional); counts the entries found, one diff each.
+SELECT presence_set_status_many($$[
+  {"topic": "room:t", "fd": 1, "state": "busy", "note": "in a call", "until_ts": 4102444800},
+  {"topic": "room:t", "fd": 2, "state": "blocked"},
+  {"topic": "room:t", "fd": 99, "state": "busy"}]$$, 'gw-1');
+SELECT fd, status_state, status_note, status_until FROM tep_presence
+ WHERE topic = 'room:t' ORDER BY fd;
+SELECT pg_temp.seq('room:t');
+CREATE TABLE before AS SELECT * FROM tep_presence;
+SELECT presence_set_status_many(NULL, 'gw-1');
+SELECT presence_set_status_many('[]', 'gw-1');
+SELECT presence_set_status_many('[{"topic": "room:t", "fd": 1, "state": "available"}, {"topic": "room:t", "fd": 2, "state": "away"}]', 'gw-1');
+SELECT presence_set_status_many('[{"topic": "room:t", "fd": 1, "state": "busy", "until_ts": -1}]', 'gw-1');
+SELECT presence_set_status_many('[{"topic": "room:t", "fd": 1, "state": "busy", "until_ts": 1.5}]', 'gw-1');
+SELECT presence_set_status_many('[{"topic": "room:t", "fd": 1, "state": "busy", "until": 0}]', 'gw-1');
+SELECT presence_set_status_many('[{"topic": "room:t", "fd": 1}]', 'gw-1');
+SELECT presence_set_status_many(jsonb_build_array(jsonb_build_object('topic', 'room:t', 'fd', 1, 'state', 'busy', 'note', repeat('n', 1025))), 'gw-1');
+SELECT NOT EXISTS (SELECT * FROM tep_presence EXCEPT SELECT * FROM before) AS unchanged,
+       pg_temp.seq('room:t');
+DROP TABLE before;
+
 -- presence_snapshot_many: presence_snapshot of each, in the array's order
 -- (repeats too); a topic never used has seq 0 and no entries.
 SELECT s::text = presence_snapshot(t)::text AS same_as_snapshot, s ->> 'topic' AS topic,

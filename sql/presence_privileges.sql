@@ -102,8 +102,8 @@ GRANT EXECUTE ON FUNCTION
   presence_heartbeat, presence_worker_stop, presence_prune_dead_workers,
   presence_channel, presence_epoch, presence_set_meta, presence_history, presence_last_seen,
   presence_history_maintain, presence_principals, presence_count_principals,
-  presence_track_many, presence_snapshot_many, presence_snapshot_rows,
-  presence_remove_idle_topics
+  presence_track_many, presence_set_status_many, presence_snapshot_many,
+  presence_snapshot_rows, presence_remove_idle_topics
 TO regress_presence_app;
 SELECT f FROM ext_functions
  WHERE NOT has_function_privilege('regress_presence_app', f, 'EXECUTE')

@@ -1,12 +1,14 @@
 /*
  * batch.c
  *		1.1: many entries or topics in one call: presence_track_many,
- *		presence_snapshot_many, and a large topic's snapshot as rows.
+ *		presence_set_status_many, presence_snapshot_many, and a large
+ *		topic's snapshot as rows.
  *
- * presence_track_many calls presence_track element by element, so every
- * rule of it holds for each element, and saves the round trips and the
- * commits; presence_snapshot_many reads all its topics with two statements
- * and writes each snapshot as presence_snapshot does.
+ * presence_track_many and presence_set_status_many call presence_track
+ * and presence_set_status element by element, so every rule of those
+ * holds for each element, and save the round trips and the commits;
+ * presence_snapshot_many reads all its topics with two statements and
+ * writes each snapshot as presence_snapshot does.
  * An element's bad input fails the whole call (its statement rolls back,
  * nothing is sent) with the element's index first in the message.
  */
@@ -23,21 +25,51 @@
 #include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(presence_track_many);
+PG_FUNCTION_INFO_V1(presence_set_status_many);
 PG_FUNCTION_INFO_V1(presence_snapshot_many);
 PG_FUNCTION_INFO_V1(presence_snapshot_rows);
 
 PGDLLEXPORT extern Datum presence_track(PG_FUNCTION_ARGS);
+PGDLLEXPORT extern Datum presence_set_status(PG_FUNCTION_ARGS);
 
-/* presence_track's arguments, in its order. */
-enum TrackArg
+/* How an element's key becomes its function's argument. */
+typedef enum ElementType
 {
-	TRACK_TOPIC, TRACK_FD, TRACK_PRINCIPAL_ID, TRACK_KIND, TRACK_AGENT_ID,
-	TRACK_WORKER_ID, TRACK_META, TRACK_NARGS
+	ELEMENT_TEXT,				/* a JSON string */
+	ELEMENT_INT4,				/* a JSON number, an integer */
+	ELEMENT_INT8,
+	ELEMENT_JSONB				/* any JSON (the function checks it) */
+} ElementType;
+
+typedef struct ElementArg
+{
+	const char *key;			/* NULL: the call's worker_id */
+	ElementType type;
+	const char *default_value;	/* as text; NULL: required */
+} ElementArg;
+
+/* A single function called for each element of a many-call's array. */
+typedef struct ManyCall
+{
+	PGFunction	function;
+	int			nargs;
+	ElementArg	args[7];		/* the function's, in its order */
+	const char *keys;			/* for the unknown key's error */
+} ManyCall;
+
+static const ManyCall track_many = {
+	presence_track, 7,
+	{{"topic", ELEMENT_TEXT}, {"fd", ELEMENT_INT4},
+	 {"principal_id", ELEMENT_TEXT}, {"kind", ELEMENT_TEXT, "human"},
+	 {"agent_id", ELEMENT_TEXT, ""}, {NULL}, {"meta", ELEMENT_JSONB, "{}"}},
+	"An entry has topic, fd, principal_id, kind, agent_id and meta."
 };
 
-/* The keys of an entries element, by presence_track's argument. */
-static const char *const track_keys[TRACK_NARGS] = {
-	"topic", "fd", "principal_id", "kind", "agent_id", NULL, "meta"
+static const ManyCall set_status_many = {
+	presence_set_status, 6,
+	{{"topic", ELEMENT_TEXT}, {"fd", ELEMENT_INT4}, {"state", ELEMENT_TEXT},
+	 {"note", ELEMENT_TEXT, ""}, {"until_ts", ELEMENT_INT8, "0"}, {NULL}},
+	"A status has topic, fd, state, note and until_ts."
 };
 
 /* Entries streamed by presence_snapshot_rows are read this many at a time. */
@@ -92,56 +124,101 @@ call_for_element(PGFunction fn, FunctionCallInfo call, const char *what,
 }
 
 static void
-bad_element(int index, const char *message, const char *detail)
+bad_element(const char *what, int index, const char *message,
+			const char *detail)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("entries[%d]: %s", index, message),
+			 errmsg("%s[%d]: %s", what, index, message),
 			 detail ? errdetail("%s", detail) : 0));
 }
 
 static int
-track_arg_of_key(const char *key, int keylen)
+arg_of_key(const ManyCall *many, const char *key, int keylen)
 {
-	for (int arg = 0; arg < TRACK_NARGS; arg++)
-		if (track_keys[arg] != NULL &&
-			strlen(track_keys[arg]) == (size_t) keylen &&
-			memcmp(track_keys[arg], key, keylen) == 0)
+	for (int arg = 0; arg < many->nargs; arg++)
+		if (many->args[arg].key != NULL &&
+			strlen(many->args[arg].key) == (size_t) keylen &&
+			memcmp(many->args[arg].key, key, keylen) == 0)
 			return arg;
 	return -1;
 }
 
 /*
- * fd from a JSON number, which must be an integer of int4's range (an
- * error naming the element, as every other bad key's).
+ * An integer from a JSON number, within int4's or int8's range (an error
+ * naming the element otherwise, as every other bad key's).
  */
 static Datum
-fd_from_json(const JsonbValue *value, int index)
+integer_from_json(const JsonbValue *value, const ElementArg *arg,
+				  const char *what, int index)
 {
 	char	   *text;
 	char	   *end;
-	long		fd;
+	long long	number;
 
 	if (value->type != jbvNumeric)
-		bad_element(index, "fd must be a JSON number", NULL);
+		bad_element(what, index, psprintf("%s must be a JSON number", arg->key),
+					NULL);
 	text = DatumGetCString(DirectFunctionCall1(numeric_out,
 											   NumericGetDatum(value->val.numeric)));
 	errno = 0;
-	fd = strtol(text, &end, 10);
-	if (*end != '\0' || errno != 0 || fd < PG_INT32_MIN || fd > PG_INT32_MAX)
-		bad_element(index, "fd must be an integer",
+	number = strtoll(text, &end, 10);
+	if (*end != '\0' || errno != 0 ||
+		(arg->type == ELEMENT_INT4 &&
+		 (number < PG_INT32_MIN || number > PG_INT32_MAX)))
+		bad_element(what, index, psprintf("%s must be an integer", arg->key),
 					psprintf("It is %s.", text));
-	return Int32GetDatum((int32) fd);
+	return arg->type == ELEMENT_INT4 ? Int32GetDatum((int32) number) :
+		Int64GetDatum((int64) number);
+}
+
+static Datum
+value_of_text(ElementType type, const char *text)
+{
+	switch (type)
+	{
+		case ELEMENT_TEXT:
+			return CStringGetTextDatum(text);
+		case ELEMENT_INT4:
+			return Int32GetDatum(pg_strtoint32(text));
+		case ELEMENT_INT8:
+			return Int64GetDatum(pg_strtoint64(text));
+		case ELEMENT_JSONB:
+			break;
+	}
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+}
+
+static Datum
+value_of_json(const JsonbValue *value, const ElementArg *arg,
+			  const char *what, int index)
+{
+	switch (arg->type)
+	{
+		case ELEMENT_INT4:
+		case ELEMENT_INT8:
+			return integer_from_json(value, arg, what, index);
+		case ELEMENT_JSONB:
+			return JsonbPGetDatum(JsonbValueToJsonb((JsonbValue *) value));
+		case ELEMENT_TEXT:
+			break;
+	}
+	if (value->type != jbvString)
+		bad_element(what, index,
+					psprintf("%s must be a JSON string", arg->key), NULL);
+	return PointerGetDatum(cstring_to_text_with_len(value->val.string.val,
+													value->val.string.len));
 }
 
 /*
- * Fill `call` with presence_track's arguments from one element of entries:
- * an object of the keys in track_keys (kind, agent_id and meta optional,
- * with presence_track's defaults; JSON null is SQL NULL).
+ * Fill `call` with the function's arguments from one element of the
+ * array: an object of its keys (those with a default optional; JSON null
+ * is SQL NULL), and the call's worker.
  */
 static void
-track_args_from_element(FunctionCallInfo call, JsonbValue *element,
-						int index, Datum worker_id, bool worker_id_null)
+args_from_element(const ManyCall *many, FunctionCallInfo call,
+				  JsonbValue *element, const char *what, int index,
+				  Datum worker_id, bool worker_id_null)
 {
 	JsonbIterator *it;
 	JsonbIteratorToken token;
@@ -150,19 +227,18 @@ track_args_from_element(FunctionCallInfo call, JsonbValue *element,
 
 	if (element->type != jbvBinary ||
 		!JsonContainerIsObject(element->val.binary.data))
-		bad_element(index, "an entry must be a JSON object", NULL);
+		bad_element(what, index, "an element must be a JSON object", NULL);
 
-	for (int arg = 0; arg < TRACK_NARGS; arg++)
-		call->args[arg].isnull = true;
-	call->args[TRACK_KIND].value = CStringGetTextDatum("human");
-	call->args[TRACK_AGENT_ID].value = CStringGetTextDatum("");
-	call->args[TRACK_META].value = DirectFunctionCall1(jsonb_in,
-													   CStringGetDatum("{}"));
-	call->args[TRACK_KIND].isnull = false;
-	call->args[TRACK_AGENT_ID].isnull = false;
-	call->args[TRACK_META].isnull = false;
-	call->args[TRACK_WORKER_ID].value = worker_id;
-	call->args[TRACK_WORKER_ID].isnull = worker_id_null;
+	for (int arg = 0; arg < many->nargs; arg++)
+	{
+		const ElementArg *spec = &many->args[arg];
+
+		call->args[arg].isnull = spec->key == NULL ? worker_id_null :
+			spec->default_value == NULL;
+		call->args[arg].value = spec->key == NULL ? worker_id :
+			spec->default_value == NULL ? (Datum) 0 :
+			value_of_text(spec->type, spec->default_value);
+	}
 
 	it = JsonbIteratorInit(element->val.binary.data);
 	while ((token = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
@@ -171,29 +247,70 @@ track_args_from_element(FunctionCallInfo call, JsonbValue *element,
 
 		if (token != WJB_KEY)
 			continue;
-		arg = track_arg_of_key(key.val.string.val, key.val.string.len);
+		arg = arg_of_key(many, key.val.string.val, key.val.string.len);
 		if (arg < 0)
-			bad_element(index,
+			bad_element(what, index,
 						psprintf("unknown key \"%.*s\"", key.val.string.len,
 								 key.val.string.val),
-						"An entry has topic, fd, principal_id, kind, agent_id and meta.");
+						many->keys);
 		(void) JsonbIteratorNext(&it, &value, true);
 		call->args[arg].isnull = value.type == jbvNull;
-		if (value.type == jbvNull)
-			continue;
-		if (arg == TRACK_FD)
-			call->args[arg].value = fd_from_json(&value, index);
-		else if (arg == TRACK_META)
-			call->args[arg].value = JsonbPGetDatum(JsonbValueToJsonb(&value));
-		else if (value.type == jbvString)
-			call->args[arg].value =
-				PointerGetDatum(cstring_to_text_with_len(value.val.string.val,
-														 value.val.string.len));
-		else
-			bad_element(index,
-						psprintf("%s must be a JSON string", track_keys[arg]),
-						NULL);
+		if (value.type != jbvNull)
+			call->args[arg].value = value_of_json(&value, &many->args[arg],
+												  what, index);
 	}
+}
+
+/*
+ * Call many->function for each element of the JSON array at argument 0,
+ * with the worker at argument 1, in one statement; returns for how many
+ * it returned true.
+ */
+static int
+call_for_each(FunctionCallInfo fcinfo, const ManyCall *many, const char *what)
+{
+	LOCAL_FCINFO(call, 7);
+	Jsonb	   *elements;
+	Datum		worker_id = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	int			count;
+	int			changed = 0;
+	MemoryContext element_context;
+	MemoryContext caller_context;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", what)));
+	elements = PG_GETARG_JSONB_P(0);
+	if (!JB_ROOT_IS_ARRAY(elements) || JB_ROOT_IS_SCALAR(elements))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON array of objects", what)));
+	count = JB_ROOT_COUNT(elements);
+	/* The call's worker, not an element's: checked once. */
+	if (!PG_ARGISNULL(1))
+		(void) presence_worker_arg(fcinfo, 1);
+
+	element_context = AllocSetContextCreate(CurrentMemoryContext,
+											"presence many-call element",
+											ALLOCSET_DEFAULT_SIZES);
+	caller_context = MemoryContextSwitchTo(element_context);
+	InitFunctionCallInfoData(*call, fcinfo->flinfo, many->nargs,
+							 fcinfo->fncollation, NULL, NULL);
+	for (int i = 0; i < count; i++)
+	{
+		JsonbValue *element = getIthJsonbValueFromContainer(&elements->root, i);
+
+		args_from_element(many, call, element, what, i, worker_id,
+						  PG_ARGISNULL(1));
+		call->isnull = false;
+		if (DatumGetBool(call_for_element(many->function, call, what, i)))
+			changed++;
+		MemoryContextReset(element_context);
+	}
+	MemoryContextSwitchTo(caller_context);
+	MemoryContextDelete(element_context);
+	return changed;
 }
 
 /*
@@ -204,47 +321,19 @@ track_args_from_element(FunctionCallInfo call, JsonbValue *element,
 Datum
 presence_track_many(PG_FUNCTION_ARGS)
 {
-	LOCAL_FCINFO(call, TRACK_NARGS);
-	Jsonb	   *entries;
-	Datum		worker_id = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
-	int			count;
-	int			tracked = 0;
-	MemoryContext element_context;
-	MemoryContext caller_context;
+	PG_RETURN_INT32(call_for_each(fcinfo, &track_many, "entries"));
+}
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("entries must not be NULL")));
-	entries = PG_GETARG_JSONB_P(0);
-	if (!JB_ROOT_IS_ARRAY(entries) || JB_ROOT_IS_SCALAR(entries))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("entries must be a JSON array of objects")));
-	count = JB_ROOT_COUNT(entries);
-	/* The call's worker, not an element's: checked once, as presence_track does. */
-	if (!PG_ARGISNULL(1))
-		(void) presence_worker_arg(fcinfo, 1);
-
-	element_context = AllocSetContextCreate(CurrentMemoryContext,
-											"presence_track_many element",
-											ALLOCSET_DEFAULT_SIZES);
-	caller_context = MemoryContextSwitchTo(element_context);
-	InitFunctionCallInfoData(*call, fcinfo->flinfo, TRACK_NARGS,
-							 fcinfo->fncollation, NULL, NULL);
-	for (int i = 0; i < count; i++)
-	{
-		JsonbValue *element = getIthJsonbValueFromContainer(&entries->root, i);
-
-		track_args_from_element(call, element, i, worker_id, PG_ARGISNULL(1));
-		call->isnull = false;
-		if (DatumGetBool(call_for_element(presence_track, call, "entries", i)))
-			tracked++;
-		MemoryContextReset(element_context);
-	}
-	MemoryContextSwitchTo(caller_context);
-	MemoryContextDelete(element_context);
-	PG_RETURN_INT32(tracked);
+/*
+ * presence_set_status_many(statuses jsonb, worker_id text):
+ * presence_set_status for each element of the array statuses, for one
+ * worker, in one statement; returns how many entries were found (and sent
+ * a status diff).
+ */
+Datum
+presence_set_status_many(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(call_for_each(fcinfo, &set_status_many, "statuses"));
 }
 
 /* A topic of presence_snapshot_many, with its snapshot's parts. */

@@ -199,7 +199,7 @@ proxy_psql -Xq -d proxy_api -v ON_ERROR_STOP=1 -c 'CREATE ROLE app' -c 'CREATE R
 	  presence_heartbeat, presence_worker_stop, presence_prune_dead_workers,
 	  presence_channel, presence_set_meta, presence_history, presence_last_seen,
 	  presence_principals, presence_count_principals,
-	  presence_track_many, presence_snapshot_many, presence_snapshot_rows,
+	  presence_track_many, presence_set_status_many, presence_snapshot_many, presence_snapshot_rows,
 	  presence_remove_idle_topics,
 	  presence_shard, presence_shards, presence_partition_map, presence_topic_hash
 	TO app" >/dev/null

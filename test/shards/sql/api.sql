@@ -180,6 +180,11 @@ SELECT i, s ->> 'topic' AS topic, (s ->> 'seq')::bigint = pg_temp.seq(s ->> 'top
  ORDER BY i;
 SELECT seq = pg_temp.seq('room:3') AS seq_ok, entry IS NULL AS header, entry ->> 'fd' AS fd
   FROM presence_snapshot_rows('room:3') ORDER BY header DESC, fd;
+SELECT presence_set_status_many((SELECT jsonb_agg(jsonb_build_object(
+         'topic', topic, 'fd', f, 'state', 'busy', 'note', topic))
+       FROM topics, generate_series(70, 72) f), 'gw-1') AS statuses_found;
+SELECT count(*) FILTER (WHERE status_state = 'busy' AND status_note = topic) AS busy
+  FROM topics, presence_list_global(topic);
 SELECT presence_untrack(topic, 70, 'gw-1'), presence_untrack(topic, 71, 'gw-1') FROM topics WHERE topic IN ('room:1', 'room:2', 'room:3', 'room:4');
 SELECT presence_remove_idle_topics('1 hour') AS none_yet;
 
@@ -219,6 +224,7 @@ SELECT q, pg_temp.try(q) FROM (VALUES
   ($$SELECT presence_track_many('{}', 'gw-2')::text$$),
   ($$SELECT presence_track_many((SELECT jsonb_agg(jsonb_build_object('topic', topic, 'fd', 70, 'principal_id', 'p')) FROM topics WHERE topic NOT IN ('room:1', 'room:2', 'room:3', 'room:4')) || '[{"topic": "room:5", "fd": 1, "principal_id": "p", "kind": "robot"}]', 'gw-1')::text$$),
   ($$SELECT presence_track_many('[{"topic": "room:7", "fd": 70, "principal_id": "p"}, {"topic": "room:8", "fd": -1, "principal_id": "p"}]', 'gw-1')::text$$),
+  ($$SELECT presence_set_status_many('[{"topic": "room:7", "fd": 99, "state": "busy"}, {"topic": "room:8", "fd": 70, "state": "away"}]', 'gw-1')::text$$),
   ($$SELECT count(*)::text FROM presence_snapshot_many(ARRAY['room:1', 'room:2', NULL])$$),
   ($$SELECT count(*)::text FROM presence_snapshot_many(NULL)$$),
   ($$SELECT count(*)::text FROM presence_snapshot_rows('')$$),
