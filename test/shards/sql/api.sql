@@ -183,8 +183,8 @@ SELECT seq = pg_temp.seq('room:3') AS seq_ok, entry IS NULL AS header, entry ->>
 SELECT presence_set_status_many((SELECT jsonb_agg(jsonb_build_object(
          'topic', topic, 'fd', f, 'state', 'busy', 'note', topic))
        FROM topics, generate_series(70, 72) f), 'gw-1') AS statuses_found;
-SELECT count(*) FILTER (WHERE status_state = 'busy' AND status_note = topic) AS busy
-  FROM topics, presence_list_global(topic);
+SELECT count(*) FILTER (WHERE e.status_state = 'busy' AND e.status_note = t.topic) AS busy
+  FROM topics t, presence_list_global(t.topic) e;
 SELECT presence_untrack(topic, 70, 'gw-1'), presence_untrack(topic, 71, 'gw-1') FROM topics WHERE topic IN ('room:1', 'room:2', 'room:3', 'room:4');
 SELECT presence_remove_idle_topics('1 hour') AS none_yet;
 
