@@ -125,7 +125,7 @@ done
 # latency while the leave commits is its wait.
 cat >"$OUT/scale/writer.sql" <<'EOF'
 \set fd random(1, 2000000000)
-SELECT presence_track('room:other', :fd, 'user:w', 'human', '', 'bench-writer');
+SELECT presence_track('other-room', :fd, 'user-w', 'human', '', 'bench-writer');
 EOF
 "${PSQL[@]}" -c "SELECT presence_worker_start('bench-writer', '1 hour')" >/dev/null
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -133,15 +133,18 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		-c "SELECT presence_track_many((SELECT jsonb_agg(jsonb_build_object('topic', 'room:' || i % 100, 'fd', i,
 			'principal_id', 'user:' || i)) FROM generate_series(1, $L) i), 'bench-leave')" >/dev/null
 	rm -f "$OUT/scale/writer-log".*
-	"$PGBIN/pgbench" -n -M prepared -c 1 -T 6 -l --log-prefix="$OUT/scale/writer-log" \
-		-f "$OUT/scale/writer.sql" >/dev/null 2>&1 &
-	writer=$!
-	sleep 2
-	# The statement leaves the entries; the COMMIT sequences and queues their
-	# diffs under the lock: its time is the hold.
-	commit=$("${PSQL[@]}" -c '\timing on' -c 'BEGIN' -c "SELECT presence_worker_stop('bench-leave')" -c 'COMMIT' |
-		awk '/^Time: / {t = $2} END {print t}')
-	wait "$writer"
+	# The statement leaves the entries; a writer then starts, and the COMMIT
+	# sequences and queues the diffs: the writer's worst latency is its wait.
+	cat >"$OUT/scale/leave.sql" <<EOF
+BEGIN;
+SELECT presence_worker_stop('bench-leave');
+\\! "$PGBIN/pgbench" -n -M prepared -c 1 -T 4 -l --log-prefix="$OUT/scale/writer-log" -f "$OUT/scale/writer.sql" >/dev/null 2>&1 &
+SELECT pg_sleep(1);
+\\timing on
+COMMIT;
+EOF
+	commit=$("${PSQL[@]}" -f "$OUT/scale/leave.sql" | awk '/^Time: / {t = $2} END {print t}')
+	sleep 4
 	worst=$(cat "$OUT/scale/writer-log".* | awk '{if ($3 > m) m = $3} END {printf "%.1f", m / 1000}')
 	row leave "$r" entries "$L" commit_ms "$commit" writer_worst_ms "$worst"
 	"${PSQL[@]}" -c "SELECT pg_notification_queue_usage()" >/dev/null
