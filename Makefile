@@ -4,7 +4,7 @@ EXTENSION = presence presence_proxy
 MODULE_big = presence
 OBJS = src/presence.o src/query.o src/wire.o src/args.o src/epoch.o src/change.o \
 	src/row.o src/entry.o src/liveness.o src/history.o src/notify_guard.o \
-	src/bgworker.o
+	src/bgworker.o src/batch.o src/retention.o
 DATA = presence--1.0.sql presence--1.0--1.1.sql presence_proxy--1.1.sql
 PGFILEDESC = "presence - who's-here registry with Tep-wire diffs"
 

@@ -359,6 +359,79 @@ CREATE INDEX presence_ended_worker_ended_idx
 
 REVOKE ALL ON presence_ended_worker FROM PUBLIC;
 
+-- Many entries or topics in one call ----------------------------------------
+--
+-- A gateway that restarts registers its sockets, and one whose LISTEN
+-- connection dropped resyncs its topics, in one round trip (and, for
+-- writes, one commit) instead of one per entry or topic.
+
+-- presence_track for each element of entries, a JSON array of objects
+-- {topic, fd, principal_id, kind, agent_id, meta} (kind 'human', agent_id
+-- '' and meta {} when left out), all for worker_id; one join diff per new
+-- entry.  Returns how many were newly tracked.  Bad input in any element:
+-- an ERROR whose message begins "entries[i]: " (i from 0), nothing changed.
+CREATE FUNCTION presence_track_many(entries jsonb, worker_id text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'presence_track_many'
+LANGUAGE C VOLATILE;
+
+-- presence_set_status for each element of statuses, a JSON array of objects
+-- {topic, fd, state, note, until_ts} (note '' and until_ts 0 when left
+-- out), all for worker_id; one status diff per entry found.  Returns how
+-- many entries were found.  Bad input in any element: an ERROR whose
+-- message begins "statuses[i]: ", nothing changed.
+CREATE FUNCTION presence_set_status_many(statuses jsonb,
+                                         worker_id text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'presence_set_status_many'
+LANGUAGE C VOLATILE;
+
+-- presence_snapshot of each topic, in the array's order, all read in one
+-- snapshot (each exact for its own topic, as presence_snapshot is).
+CREATE FUNCTION presence_snapshot_many(topics text[])
+RETURNS SETOF json
+AS 'MODULE_PATHNAME', 'presence_snapshot_many'
+LANGUAGE C STABLE;
+
+-- A large topic's snapshot as rows, for a client that reads it with a
+-- cursor instead of as one value: first (seq, epoch, NULL), then one row
+-- per entry (presence_snapshot's objects, in its order), all read in one
+-- snapshot and every row carrying the seq the whole belongs to.
+CREATE FUNCTION presence_snapshot_rows(topic text,
+                                       OUT seq bigint,
+                                       OUT epoch text,
+                                       OUT entry json)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'presence_snapshot_rows'
+LANGUAGE C STABLE;
+
+REVOKE ALL ON FUNCTION
+    presence_track_many(jsonb, text),
+    presence_set_status_many(jsonb, text),
+    presence_snapshot_many(text[]),
+    presence_snapshot_rows(text)
+    FROM PUBLIC;
+
+-- Retention of idle topics ----------------------------------------------------
+--
+-- changed_ts: when the topic's diffs were last committed (epoch seconds;
+-- 0 for rows written before 1.1).  A topic without entries whose
+-- changed_ts is older than presence.topic_retention (default 1 day) loses
+-- its row: the background worker walks the table, or
+-- presence_remove_idle_topics() does it at once.  The row of the empty
+-- topic '' (a name no call accepts) is the floor: each removal raises its
+-- seq to the removed ones', and a topic without a row, new or back, goes
+-- on from it (its snapshot says so), so a client that kept an old seq
+-- sees a gap, never a repeat.
+ALTER TABLE presence_topic_seq ADD COLUMN changed_ts bigint NOT NULL DEFAULT 0;
+
+CREATE FUNCTION presence_remove_idle_topics(older_than interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'presence_remove_idle_topics'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION presence_remove_idle_topics(interval) FROM PUBLIC;
+
 -- The app role ---------------------------------------------------------------
 --
 -- presence_app: everything a gateway needs, in one grant (GRANT presence_app
@@ -369,8 +442,8 @@ REVOKE ALL ON presence_ended_worker FROM PUBLIC;
 -- it, for the owner and whoever the owner grants them to: the maintenance
 -- that acts on every worker's entries whoever owns them, or on the history
 -- table as a whole (presence_sweep_expired_status,
--- presence_prune_dead_workers, presence_history_maintain); the background
--- worker runs them.
+-- presence_prune_dead_workers, presence_history_maintain,
+-- presence_remove_idle_topics); the background worker runs them.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles
@@ -412,7 +485,11 @@ GRANT EXECUTE ON FUNCTION
     presence_principals(text),
     presence_count_principals(text),
     presence_history(text, bigint, bigint),
-    presence_last_seen(text, text)
+    presence_last_seen(text, text),
+    presence_track_many(jsonb, text),
+    presence_set_status_many(jsonb, text),
+    presence_snapshot_many(text[]),
+    presence_snapshot_rows(text)
     TO presence_app;
 
 -- The functions run as their caller (SECURITY INVOKER), and their C code

@@ -816,6 +816,275 @@ REVOKE ALL ON FUNCTION
     presence_set_status(text, integer, text, text, interval, text)
     FROM PUBLIC;
 
+-- Issue 23: many entries, statuses or topics in one call, a topic's snapshot as
+-- rows, idle topics' retention, and the partition map for clients that
+-- route a topic's calls to its shard themselves ---------------------------
+
+-- The partition a hash is on, PL/Proxy's way (presence_proxy.shard_of),
+-- for a partition count and mapping read once per call.
+CREATE FUNCTION presence_proxy.partition_of(hash integer, n integer,
+                                            modular boolean)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN modular THEN abs(hash % n) ELSE hash & (n - 1) END $$;
+
+CREATE FUNCTION presence_proxy.mapping(OUT n integer, OUT modular boolean)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (SELECT count(*)::integer FROM presence_proxy.partitions()),
+           coalesce((SELECT bool_or(o IN ('modular_mapping=1', 'modular_mapping=on',
+                                          'modular_mapping=true'))
+                       FROM pg_catalog.pg_foreign_server s, unnest(s.srvoptions) AS o
+                      WHERE s.srvname = 'presence'), false)
+$$;
+
+-- A shard's error about element i of the part it was sent, raised again
+-- about that element's index in the caller's array (positions, 1-based,
+-- holds each part element's 0-based index there).
+CREATE FUNCTION presence_proxy.raise_for_element(what text, positions bigint[],
+                                                 state text, message text,
+                                                 detail text)
+RETURNS void
+LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m text[] := regexp_match(message, '^(.*)' || what || '\[(\d+)\]: (.*)$');
+BEGIN
+    IF m IS NOT NULL THEN
+        message := m[1] || what || '[' || positions[m[2]::integer + 1] || ']: ' || m[3];
+    END IF;
+    IF coalesce(detail, '') = '' THEN
+        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, DETAIL = detail;
+END
+$$;
+
+CREATE FUNCTION presence_proxy.track_many_on(shard integer, entries jsonb,
+                                             worker_id text)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_track_many(entries, worker_id);
+$$;
+
+CREATE FUNCTION presence_proxy.set_status_many_on(shard integer,
+                                                  statuses jsonb,
+                                                  worker_id text)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_set_status_many(statuses, worker_id);
+$$;
+
+CREATE FUNCTION presence_proxy.snapshot_many_on(shard integer, topics text[])
+RETURNS SETOF json LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_snapshot_many(topics);
+$$;
+
+CREATE FUNCTION presence_proxy.snapshot_rows(topic text, OUT seq bigint,
+                                             OUT epoch text, OUT entry json)
+RETURNS SETOF record LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON presence_proxy.topic_hash(topic);
+    TARGET presence_snapshot_rows;
+$$;
+
+CREATE FUNCTION presence_proxy.remove_idle_topics_on(shard integer,
+                                                     older_than interval)
+RETURNS integer LANGUAGE plproxy AS $$
+    CLUSTER 'presence'; RUN ON shard;
+    SELECT presence_remove_idle_topics(older_than);
+$$;
+
+-- Each shard's part of entries in one call, in shard order.  Not one
+-- transaction across shards (as no proxy call is): an error on one shard
+-- leaves the parts the shards before it tracked.  A bad element's error
+-- names its index in entries, as on one server.
+CREATE FUNCTION presence_track_many(entries jsonb, worker_id text DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w text := presence_proxy.worker(worker_id);
+    map record;
+    part record;
+    tracked integer := 0;
+    state text;
+    message text;
+    detail text;
+BEGIN
+    IF entries IS NULL OR jsonb_typeof(entries) <> 'array' THEN
+        RETURN presence_proxy.track_many_on(0, entries, w);  -- presence's error
+    END IF;
+    SELECT * INTO map FROM presence_proxy.mapping();
+    FOR part IN
+        SELECT presence_proxy.partition_of(presence_proxy.topic_hash(
+                   CASE WHEN jsonb_typeof(e) = 'object' THEN e ->> 'topic' END),
+                   map.n, map.modular) AS shard,
+               jsonb_agg(e ORDER BY i) AS entries,
+               array_agg(i - 1 ORDER BY i) AS positions
+          FROM jsonb_array_elements(entries) WITH ORDINALITY AS a(e, i)
+         GROUP BY 1 ORDER BY 1
+    LOOP
+        BEGIN
+            tracked := tracked + presence_proxy.track_many_on(part.shard, part.entries, w);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE,
+                message = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+            PERFORM presence_proxy.raise_for_element('entries', part.positions,
+                                                     state, message, detail);
+        END;
+    END LOOP;
+    RETURN tracked;
+END
+$$;
+
+-- As presence_track_many: each shard's part, in shard order.
+CREATE FUNCTION presence_set_status_many(statuses jsonb,
+                                         worker_id text DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w text := presence_proxy.worker(worker_id);
+    map record;
+    part record;
+    found integer := 0;
+    state text;
+    message text;
+    detail text;
+BEGIN
+    IF statuses IS NULL OR jsonb_typeof(statuses) <> 'array' THEN
+        RETURN presence_proxy.set_status_many_on(0, statuses, w);  -- presence's error
+    END IF;
+    SELECT * INTO map FROM presence_proxy.mapping();
+    FOR part IN
+        SELECT presence_proxy.partition_of(presence_proxy.topic_hash(
+                   CASE WHEN jsonb_typeof(e) = 'object' THEN e ->> 'topic' END),
+                   map.n, map.modular) AS shard,
+               jsonb_agg(e ORDER BY i) AS statuses,
+               array_agg(i - 1 ORDER BY i) AS positions
+          FROM jsonb_array_elements(statuses) WITH ORDINALITY AS a(e, i)
+         GROUP BY 1 ORDER BY 1
+    LOOP
+        BEGIN
+            found := found + presence_proxy.set_status_many_on(part.shard, part.statuses, w);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE,
+                message = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+            PERFORM presence_proxy.raise_for_element('statuses', part.positions,
+                                                     state, message, detail);
+        END;
+    END LOOP;
+    RETURN found;
+END
+$$;
+
+-- Each shard's topics in one call; the snapshots in the array's order.
+CREATE FUNCTION presence_snapshot_many(topics text[])
+RETURNS SETOF json LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    map record;
+    part record;
+    got json[];
+    snapshots json[] := '{}';
+    state text;
+    message text;
+    detail text;
+BEGIN
+    IF topics IS NULL OR array_ndims(topics) > 1 THEN
+        RETURN QUERY SELECT * FROM presence_proxy.snapshot_many_on(0, topics);
+        RETURN;
+    END IF;
+    SELECT * INTO map FROM presence_proxy.mapping();
+    FOR part IN
+        SELECT presence_proxy.partition_of(presence_proxy.topic_hash(t),
+                                           map.n, map.modular) AS shard,
+               array_agg(t ORDER BY i) AS topics,
+               array_agg(i - 1 ORDER BY i) AS positions
+          FROM unnest(topics) WITH ORDINALITY AS a(t, i)
+         GROUP BY 1 ORDER BY 1
+    LOOP
+        BEGIN
+            got := ARRAY(SELECT presence_proxy.snapshot_many_on(part.shard, part.topics));
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE,
+                message = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+            PERFORM presence_proxy.raise_for_element('topics', part.positions,
+                                                     state, message, detail);
+        END;
+        FOR k IN 1 .. cardinality(got) LOOP
+            snapshots[part.positions[k] + 1] := got[k];
+        END LOOP;
+    END LOOP;
+    RETURN QUERY SELECT s FROM unnest(snapshots) WITH ORDINALITY AS a(s, i) ORDER BY i;
+END
+$$;
+
+-- The rows come through PL/Proxy, which holds a shard's whole result: a
+-- client reading a large topic with a cursor does so on the topic's shard
+-- (presence_partition_map).
+CREATE FUNCTION presence_snapshot_rows(topic text, OUT seq bigint,
+                                       OUT epoch text, OUT entry json)
+RETURNS SETOF record LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM presence_proxy.snapshot_rows(topic) $$;
+
+CREATE FUNCTION presence_remove_idle_topics(older_than interval DEFAULT NULL)
+RETURNS integer LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT presence_proxy.sum_on_shards('presence_remove_idle_topics',
+               'SELECT presence_proxy.remove_idle_topics_on($1, $2[1]::interval)',
+               ARRAY[older_than::text]) $$;
+
+-- presence_topic_hash(topic): the hash the partition map routes by,
+-- PostgreSQL's hashtext(topic) (docs/scaling.md, "Routing in the client").
+CREATE FUNCTION presence_topic_hash(topic text)
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT presence_proxy.topic_hash(topic) $$;
+
+-- presence_partition_map(): one row per shard, what a client needs to send
+-- a topic's calls straight to its shard: the shard's index and connection
+-- string, the partition count and mapping ('bitmask': hash & (n - 1);
+-- 'modulo': abs(hash % n)) of presence_topic_hash(topic), and the map's
+-- version (it changes whenever the foreign server's options do), which a
+-- client compares to know its copy is current.
+CREATE FUNCTION presence_partition_map(OUT shard integer, OUT connstr text,
+                                       OUT partitions integer,
+                                       OUT mapping text, OUT version text)
+RETURNS SETOF record LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.shard, p.connstr, m.n,
+           CASE WHEN m.modular THEN 'modulo' ELSE 'bitmask' END,
+           (SELECT md5(s.srvoptions::text) FROM pg_catalog.pg_foreign_server s
+             WHERE s.srvname = 'presence')
+      FROM presence_proxy.partitions() p, presence_proxy.mapping() m
+     ORDER BY p.shard
+$$;
+
+REVOKE ALL ON FUNCTION
+    presence_proxy.partition_of(integer, integer, boolean),
+    presence_proxy.mapping(),
+    presence_proxy.raise_for_element(text, bigint[], text, text, text),
+    presence_proxy.track_many_on(integer, jsonb, text),
+    presence_proxy.set_status_many_on(integer, jsonb, text),
+    presence_proxy.snapshot_many_on(integer, text[]),
+    presence_proxy.snapshot_rows(text),
+    presence_proxy.remove_idle_topics_on(integer, interval),
+    presence_track_many(jsonb, text),
+    presence_set_status_many(jsonb, text),
+    presence_snapshot_many(text[]),
+    presence_snapshot_rows(text),
+    presence_remove_idle_topics(interval),
+    presence_topic_hash(text),
+    presence_partition_map()
+    FROM PUBLIC;
+
 -- The app role, as in presence (GRANT presence_app TO app): the same
 -- cluster-wide NOLOGIN role, made when missing, granted the API and
 -- presence_shard(s), without the maintenance (sweep, prune,
@@ -863,7 +1132,13 @@ GRANT EXECUTE ON FUNCTION
     presence_history(text, bigint, bigint),
     presence_last_seen(text, text),
     presence_shard(text),
-    presence_shards()
+    presence_shards(),
+    presence_track_many(jsonb, text),
+    presence_set_status_many(jsonb, text),
+    presence_snapshot_many(text[]),
+    presence_snapshot_rows(text),
+    presence_topic_hash(text),
+    presence_partition_map()
     TO presence_app;
 
 -- The wrappers run as their caller, so the role also needs the internal
@@ -881,7 +1156,7 @@ BEGIN
                'presence_proxy'::pg_catalog.regnamespace
            AND p.proname OPERATOR(pg_catalog.<>) ALL (ARRAY[
                'prune_dead_workers_on', 'sweep_expired_status_on',
-               'history_maintain_on']::pg_catalog.name[])
+               'history_maintain_on', 'remove_idle_topics_on']::pg_catalog.name[])
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO presence_app', f);
     END LOOP;

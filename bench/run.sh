@@ -20,7 +20,8 @@
 # BENCH_PROFILE (1: a perf profile of the extension's write path when perf
 # works here; 0: skip), BENCH_FANOUT_SECONDS (5), BENCH_FANOUT_LISTENERS
 # ("1 4 16 64"), BENCH_PHASES (default "write growth listen diag fanout
-# delivery reads bgworker history profile").
+# delivery reads bgworker history profile scale"; scale is bench/scale.sh,
+# on its own cluster, with its BENCH_SCALE_* knobs).
 set -eu -o pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -35,7 +36,7 @@ READ_SECS=${BENCH_READ_SECONDS:-4}
 DELIVERY_SECS=${BENCH_DELIVERY_SECONDS:-15}
 DELIVERY_RATE=${BENCH_DELIVERY_RATE:-1000}
 PROFILE=${BENCH_PROFILE:-1}
-PHASES=${BENCH_PHASES:-"write growth listen diag fanout delivery reads bgworker history profile"}
+PHASES=${BENCH_PHASES:-"write growth listen diag fanout delivery reads bgworker history profile scale"}
 FANOUT_SECS=${BENCH_FANOUT_SECONDS:-5}
 FANOUT_NS=${BENCH_FANOUT_LISTENERS:-"1 4 16 64"}
 DB=presence_bench
@@ -288,7 +289,7 @@ if has_phase write; then
 	done
 fi
 if has_phase growth; then
-	for c in 1 4; do
+	for c in 1 4 8; do
 		for ((r = 1; r <= XROUNDS; r++)); do
 			run_round growth "$r" "$c" ext minimal ref floor floor-nc+notify
 		done
@@ -602,7 +603,7 @@ if grep -q "^growth" "$OUT/write.tsv"; then
 		echo
 		echo "| clients | extension | minimal PL/pgSQL | PL/pgSQL | floor | floor-nc + NOTIFY | ext/minimal | ext/PL | ext/floor | ext/(floor-nc + NOTIFY) | CPU us/cycle ext | minimal | PL | floor | floor-nc + NOTIFY |"
 		echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-		for c in 1 2 4; do
+		for c in 1 2 4 8; do
 			ph=growth
 			[ "$c" = 2 ] && ph=main
 			e=$(median $ph ext $c) m=$(median $ph minimal $c) p=$(median $ph ref $c) f=$(median $ph floor $c) nn=$(median $ph floor-nc+notify $c)
@@ -745,6 +746,15 @@ if [ -s "$OUT/delivery/ext.listener" ]; then
 		done
 		echo
 	} >>"$MD"
+fi
+if has_phase scale; then
+	note "scale: bench/scale.sh (its own cluster)"
+	if bash "$BENCH/scale.sh" >"$OUT/scale.log" 2>&1; then
+		cat "$OUT/scale.md" >>"$MD"
+	else
+		tail -n 20 "$OUT/scale.log" >&2
+		echo "bench: bench/scale.sh failed; see $OUT/scale.log" >&2
+	fi
 fi
 echo "profile: $PROFILE_NOTE" >>"$MD"
 

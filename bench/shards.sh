@@ -9,7 +9,9 @@
 # Builds and installs the extension, starts a proxy cluster (port 55470)
 # and three shard clusters (55471-55473) on this machine, runs each side
 # for BENCH_SECONDS (10) per round, BENCH_ROUNDS (3) rounds, sides
-# alternating, at each of BENCH_SHARD_CLIENTS ("2 8") pgbench clients, and
+# alternating, at each of BENCH_SHARD_CLIENTS ("2 8") pgbench clients (the
+# side "routed": the clients spread over the shards, each calling its
+# shard straight, for the topics the proxy's partition map puts there), and
 # writes bench/out/shards.tsv and bench/out/shards.md.  Every cluster here
 # shares this machine's cores: see docs/scaling.md for what that shows.
 set -eu -o pipefail
@@ -62,10 +64,14 @@ run() {
 	esac
 	f=$OUT/shards/$side-c$c-r$r.txt
 	before=$(all_ticks)
-	PGHOST=$host PGPORT=$port "$PG_BINDIR/pgbench" -n -M prepared -c "$c" -j 2 -T "$SECS" \
-		-f "$BENCH/pgbench/write_ext.sql" "$db" >"$f" 2>&1 || { cat "$f" >&2; return 1; }
+	if [ "$side" = routed ]; then
+		tps=$(routed "$c" "$f") || return 1
+	else
+		PGHOST=$host PGPORT=$port "$PG_BINDIR/pgbench" -n -M prepared -c "$c" -j 2 -T "$SECS" \
+			-f "$BENCH/pgbench/write_ext.sql" "$db" >"$f" 2>&1 || { cat "$f" >&2; return 1; }
+		tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$f" | head -n 1)
+	fi
 	after=$(all_ticks)
-	tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$f" | head -n 1)
 	# CPU per cycle, us: proxy, and the shards together.
 	read -r p0 s0a s1a s2a <<<"$before"
 	read -r p1 s0b s1b s2b <<<"$after"
@@ -76,10 +82,44 @@ run() {
 		         p / hz * 1e6 / n, s / hz * 1e6 / n, d0, d1, d2 }'
 }
 
+# Client routing (docs/scaling.md, "Routing in the client"): each client
+# sends write_ext.sql's cycle straight to one shard, for that shard's
+# topics of room:1..1000 as presence_partition_map() places them; the c
+# clients are spread over the shards, one pgbench per shard at once.
+for i in 0 1 2; do
+	topics=$(PGHOST=$PROXY_SOCK PGPORT=55470 psql -AtX -d proxy3 -c "
+		SELECT string_agg('room:' || i, ',' ORDER BY i) FROM generate_series(1, 1000) i, presence_partition_map() m
+		 WHERE m.shard = $i AND m.shard = CASE m.mapping
+		       WHEN 'modulo' THEN abs(presence_topic_hash('room:' || i) % m.partitions)
+		       ELSE presence_topic_hash('room:' || i) & (m.partitions - 1) END")
+	cat >"$OUT/shards/routed$i.sql" <<EOF
+-- write_ext.sql's cycle on the topics of room:1..1000 on shard $i
+\\set k random(1, $(echo "$topics" | tr ',' '\n' | wc -l))
+\\set fd random(0, 2000000000)
+SELECT presence_track(('{$topics}'::text[])[:k], :fd, 'user:' || :client_id, 'human', '', 'bench-w' || :client_id);
+SELECT presence_set_status(('{$topics}'::text[])[:k], :fd, 'busy', 'in a meeting', 0, 'bench-w' || :client_id);
+SELECT presence_untrack(('{$topics}'::text[])[:k], :fd, 'bench-w' || :client_id);
+EOF
+done
+# routed CLIENTS FILE: the total cycles/s of the shards' pgbench runs.
+routed() {
+	local c=$1 f=$2 i n pids=()
+	for i in 0 1 2; do
+		n=$(((c + 2 - i) / 3))
+		((n > 0)) || continue
+		PGHOST=$(shard_sock $i) PGPORT=$(shard_port $i) "$PG_BINDIR/pgbench" -n -M prepared -c "$n" -j "$n" \
+			-T "$SECS" -f "$OUT/shards/routed$i.sql" presence >"$f.$i" 2>&1 &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i" || { cat "$f".* >&2; return 1; }; done
+	cat "$f".* >"$f"
+	sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$f".* | awk '{s += $1} END {print s}'
+}
+
 printf 'side\tclients\tround\tcycles_s\tproxy_cpu_us\tshards_cpu_us\tticks_shard0\tticks_shard1\tticks_shard2\n' >"$OUT/shards.tsv"
 for c in $CLIENTS; do
 	for ((r = 1; r <= ROUNDS; r++)); do
-		for side in direct proxy-1 proxy-3; do
+		for side in direct proxy-1 proxy-3 routed; do
 			run "$side" "$c" "$r" | tee -a "$OUT/shards.tsv"
 		done
 	done
@@ -99,7 +139,7 @@ done
 		END { for (k in v) { split(k, kk, "\t"); tot = t0[k] + t1[k] + t2[k];
 			split_ = tot ? sprintf("%d/%d/%d %%", 100 * t0[k] / tot, 100 * t1[k] / tot, 100 * t2[k] / tot) : "-";
 			printf "%s\t| %s | %s | %d | %d-%d | %d | %s | %s | %s |\n", order[k], kk[1], kk[2], med(v[k]), lo(v[k]), hi(v[k]),
-			       3 * med(v[k]), kk[2] == "direct" ? "-" : med(p[k]), med(s[k]), split_ } }' "$OUT/shards.tsv" |
+			       3 * med(v[k]), kk[2] == "direct" || kk[2] == "routed" ? "-" : med(p[k]), med(s[k]), split_ } }' "$OUT/shards.tsv" |
 		sort -n | cut -f2-
 } >"$OUT/shards.md"
 echo

@@ -100,7 +100,7 @@ SELECT f FROM ext_functions
  WHERE NOT has_function_privilege('regress_presence_app', f, 'EXECUTE')
  ORDER BY f::text;
 GRANT EXECUTE ON FUNCTION presence_sweep_expired_status, presence_prune_dead_workers,
-  presence_history_maintain TO regress_presence_app;
+  presence_history_maintain, presence_remove_idle_topics TO regress_presence_app;
 SELECT f FROM ext_functions
  WHERE NOT has_function_privilege('regress_presence_app', f, 'EXECUTE')
  ORDER BY f::text;

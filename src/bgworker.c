@@ -265,8 +265,9 @@ end_batch(void)
 }
 
 /*
- * One tick: sweep, then prune, each batch in its own short transaction,
- * the history's partitions when due, then a look at the NOTIFY queue.
+ * One tick: sweep, then prune, then remove idle topics' seq rows (when a
+ * walk is on), each batch in its own short transaction, the history's
+ * partitions when due, then a look at the NOTIFY queue.
  */
 static void
 run_tick(bool check_bound_backends)
@@ -290,6 +291,15 @@ run_tick(bool check_bound_backends)
 			return;
 		presence_prune_batch(presence_batch_size, check_bound_backends, true,
 							 &more);
+		end_batch();
+	}
+
+	more = presence_retention_due();
+	while (more && !ShutdownRequestPending)
+	{
+		if (!begin_batch("presence: remove idle topics"))
+			return;
+		presence_retention_worker_batch(presence_batch_size, &more);
 		end_batch();
 	}
 

@@ -9,15 +9,22 @@
  * where plain SQL would (the same entry), never deadlock among themselves,
  * and an open transaction holds up nobody else's topic.
  *
- * At pre-commit the transaction takes the commit lock (NOTIFY's own; one
- * lock, so no order to get wrong), reads each of its topics' last seq as
- * committed, gives its diffs the next seqs in statement order, stores
- * the new seqs and queues the diffs with NOTIFY (on presence.channel, the
- * topic's own channel or both: presence.delivery).  The lock is held until
- * the commit has ended, and PreCommit_Notify, which runs right after, puts
- * the diffs in the queue before the next presence commit can take a seq:
- * seq order is queue order, at every isolation level, and a rolled-back
- * transaction or savepoint leaves no gap.
+ * At pre-commit the transaction locks its topics, in topic order (so that
+ * no two commits wait for each other in a cycle), reads each one's last
+ * seq as committed, gives its diffs the next seqs in statement order,
+ * stores the new seqs and queues the diffs with NOTIFY (on
+ * presence.channel, the topic's own channel or both: presence.delivery).
+ * A topic's lock is held until the commit has ended, after
+ * PreCommit_Notify, which runs right after, has put the diffs in the
+ * queue: the next commit of the topic reads its seq only then, so a
+ * topic's seq order is its queue order, at every isolation level, and a
+ * rolled-back transaction or savepoint leaves no gap.  Only NOTIFY's own
+ * queue insertion is done under NOTIFY's cluster-wide commit lock: the
+ * seqs are read and stored before it, and commits of other topics do not
+ * wait for them.  A commit of more than PRESENCE_TOPIC_LOCKS topics takes
+ * the whole database's topics at once instead: the lock table has about
+ * max_locks_per_transaction slots per connection, and a commit must not
+ * run out of them.
  */
 #include "presence.h"
 #include "compat.h"
@@ -28,7 +35,6 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
-#include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "miscadmin.h"
@@ -46,6 +52,7 @@
 typedef struct PendingTopic
 {
 	char	   *topic;			/* hash key: the whole topic, never cut */
+	bool		has_diffs;		/* some not rolled back, at commit */
 	bool		seq_known;		/* seq and row read, at commit */
 	char		channel[NAMEDATALEN];	/* its own channel, at commit */
 	bool		has_row;
@@ -161,6 +168,7 @@ pending_topic(const char *topic)
 	if (!exists)
 	{
 		found->topic = MemoryContextStrdup(TopTransactionContext, topic);
+		found->has_diffs = false;
 		found->seq_known = false;
 		found->has_row = false;
 		found->seq = 0;
@@ -229,10 +237,12 @@ forget_pending(void)
 }
 
 /*
- * Read the topic's committed seq.  Under the commit lock every earlier
- * presence commit has ended, so the one live row version is the committed
- * one; reading it with SnapshotSelf, not the transaction's snapshot, keeps
- * REPEATABLE READ from handing out a seq again, and takes no SSI lock.
+ * Read the topic's committed seq.  Under the topic's lock every earlier
+ * presence commit of it has ended, so the one live row version is the
+ * committed one; reading it with SnapshotSelf, not the transaction's snapshot, keeps
+ * REPEATABLE READ from handing out a seq again, and takes no SSI lock.  A
+ * topic without a row goes on from the floor (retention.c): the empty
+ * topic's row, or 0.
  */
 static void
 read_seq(Relation rel, Relation index, TupleTableSlot *slot,
@@ -243,10 +253,10 @@ read_seq(Relation rel, Relation index, TupleTableSlot *slot,
 	topic->has_row = presence_find_by_key(rel, index, topic->topic,
 										  SnapshotSelf, slot);
 	if (topic->has_row)
-	{
-		topic->seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
 		topic->row = slot->tts_tid;
-	}
+	if (topic->has_row || presence_find_by_key(rel, index, "", SnapshotSelf,
+											   slot))
+		topic->seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
 	else
 		topic->seq = 0;
 	topic->seq_known = true;
@@ -255,21 +265,23 @@ read_seq(Relation rel, Relation index, TupleTableSlot *slot,
 }
 
 /*
- * Store the topic's new seq: its row updated in place (indexed again only
- * when the update is not HOT), or inserted for a topic's first diff.  No
- * other writer can touch the row under the commit lock, so neither a plan
- * nor ON CONFLICT is needed, and no snapshot can make the update fail.
+ * Store the topic's new seq, and (1.1) when it changed, changed_ts: its
+ * row updated in place (indexed again only when the update is not HOT), or
+ * inserted for a topic's first diff.  No other writer can touch the row
+ * under the topic's lock, so neither a plan nor ON CONFLICT is needed,
+ * and no snapshot can make the update fail.
  */
 static void
 store_seq(Relation rel, Relation index, PendingTopic *topic)
 {
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
 	HeapTuple	row;
 	bool		reindex;
 
 	values[0] = CStringGetTextDatum(topic->topic);
 	values[1] = Int64GetDatum(topic->seq);
+	values[2] = Int64GetDatum(presence_now_s());	/* 1.0: no such column */
 	row = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	if (topic->has_row)
 	{
@@ -312,28 +324,104 @@ seq_table_index(Relation rel)
 }
 
 /*
+ * The topic locks of the commit step: advisory lock tags of this database
+ * with a fourth field SQL's advisory functions never use (they use 1 and
+ * 2).  A topic's tag holds a 64-bit hash of its name (two topics sharing
+ * one only wait for each other); the tag of every topic has the hash 0.
+ * A commit takes every topic's lock shared, then its topics' exclusive in
+ * topic order; a commit of many topics takes every topic's exclusive.
+ */
+#define PRESENCE_LOCKTAG_SPACE 23
+
+static void
+lock_tag(LOCKTAG *tag, const char *topic)
+{
+	uint64		hash = topic == NULL ? 0 :
+		hash_bytes_extended((const unsigned char *) topic, strlen(topic), 0);
+
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (hash >> 32),
+						 (uint32) hash, PRESENCE_LOCKTAG_SPACE);
+}
+
+static void
+lock_topic(const char *topic, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	lock_tag(&tag, topic);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
+/*
+ * Lock the topics of the commit (or of a removal, retention.c), sorted by
+ * name: each one's lock, or every topic's for more than
+ * PRESENCE_TOPIC_LOCKS.
+ */
+void
+presence_lock_topics(const char **topics, int ntopics)
+{
+	if (ntopics > PRESENCE_TOPIC_LOCKS)
+	{
+		lock_topic(NULL, ExclusiveLock);
+		return;
+	}
+	lock_topic(NULL, RowExclusiveLock);
+	for (int i = 0; i < ntopics; i++)
+		lock_topic(topics[i], ExclusiveLock);
+}
+
+static int
+compare_topic_names(const void *a, const void *b)
+{
+	return strcmp((*(PendingTopic *const *) a)->topic,
+				  (*(PendingTopic *const *) b)->topic);
+}
+
+/*
+ * The topics with diffs not rolled back, sorted by name; returns how many.
+ */
+static int
+topics_to_commit(PendingTopic ***topics)
+{
+	int			n = 0;
+
+	*topics = palloc(npending * sizeof(PendingTopic *));
+	for (int i = 0; i < npending; i++)
+	{
+		PendingTopic *topic = pending[i].topic;
+
+		if (!topic->has_diffs)
+		{
+			topic->has_diffs = true;
+			(*topics)[n++] = topic;
+		}
+	}
+	qsort(*topics, n, sizeof(PendingTopic *), compare_topic_names);
+	return n;
+}
+
+/*
  * Give every pending diff its seq, the epoch and its signature and queue it
  * with NOTIFY, then store the topics' new seqs in `rel` (presence_topic_seq,
- * `index` its key).  Runs at pre-commit, under the commit lock.
+ * `index` its key).  Runs at pre-commit, under the topics' locks.
  */
 static void
-sequence_and_send(Relation rel, Relation index)
+sequence_and_send(Relation rel, Relation index, PendingTopic **topics,
+				  int ntopics)
 {
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	const char *epoch = presence_current_epoch();
 	StringInfoData payload;
-	HASH_SEQ_STATUS scan;
-	PendingTopic *topic;
+
+	for (int i = 0; i < ntopics; i++)
+		read_seq(rel, index, slot, topics[i]);
 
 	initStringInfo(&payload);
 	for (int i = 0; i < npending; i++)
 	{
 		PendingDiff *diff = &pending[i];
 
-		if (!diff->topic->seq_known)
-			read_seq(rel, index, slot, diff->topic);
 		diff->topic->seq++;
-
 		resetStringInfo(&payload);
 		presence_finish_diff(&payload, diff->text, diff->len, diff->seq_at,
 							 diff->json_at, diff->topic->seq, epoch,
@@ -345,39 +433,15 @@ sequence_and_send(Relation rel, Relation index)
 	}
 	pfree(payload.data);
 
-	/* Topics whose diffs all rolled back with a savepoint were never read. */
-	if (first_topic->seq_known)
-		store_seq(rel, index, first_topic);
-	if (other_topics != NULL)
-	{
-		hash_seq_init(&scan, other_topics);
-		while ((topic = hash_seq_search(&scan)) != NULL)
-			if (topic->seq_known)
-				store_seq(rel, index, topic);
-	}
-
+	for (int i = 0; i < ntopics; i++)
+		store_seq(rel, index, topics[i]);
 	ExecDropSingleTupleTableSlot(slot);
 }
 
 /*
- * Take the commit lock, held until the transaction has ended: NOTIFY's own
- * (async.c's PreCommit_Notify takes this lock on "database 0" to put the
- * notifications in the queue in commit order).  Taking it here covers both
- * the seqs and the queue insertion that follows with one lock, and
- * PreCommit_Notify then finds it held: one hand-over of a contended lock
- * per commit instead of two.  It is cluster-wide, as NOTIFY's is anyway.
- */
-static void
-lock_presence_commits(void)
-{
-	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
-}
-
-/*
- * The commit step: the seq table is opened before the commit lock is
- * taken, so that a transaction holding it exclusively (one that drops the
- * extension, say), which would wait for the commit lock to NOTIFY, is
- * never waited for under it.
+ * The commit step: the seq table is opened before the topics are locked,
+ * so that a transaction holding it exclusively (one that drops the
+ * extension, say) is never waited for under them.
  */
 static void
 commit_diffs(void)
@@ -385,9 +449,16 @@ commit_diffs(void)
 	Relation	rel = table_open(presence_table(PRESENCE_SEQS),
 								 RowExclusiveLock);
 	Relation	index = index_open(seq_table_index(rel), RowExclusiveLock);
+	PendingTopic **topics;
+	int			ntopics = topics_to_commit(&topics);
+	const char **names = palloc(Max(ntopics, 1) * sizeof(char *));
 
-	lock_presence_commits();
-	sequence_and_send(rel, index);
+	for (int i = 0; i < ntopics; i++)
+		names[i] = topics[i]->topic;
+	presence_lock_topics(names, ntopics);
+	sequence_and_send(rel, index, topics, ntopics);
+	pfree(names);
+	pfree(topics);
 	index_close(index, NoLock);
 	table_close(rel, NoLock);
 }

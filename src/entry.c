@@ -123,8 +123,7 @@ static PresenceQuery find_query = {
 };
 
 static PresenceQuery topic_seq_query = {
-	"SELECT seq FROM %1$s.presence_topic_seq WHERE topic" EQ "$1",
-	1, {TEXTOID}
+	PRESENCE_TOPIC_SEQ, 1, {TEXTOID}
 };
 
 /* Expired statuses, oldest expiry first (the worker's variant skips held rows). */

@@ -311,6 +311,7 @@ _PG_init(void)
 
 	presence_register_change_callbacks();
 	presence_define_history_gucs();
+	presence_define_retention_gucs();
 
 	DefineCustomIntVariable("presence.sweep_interval",
 							"Time between background worker ticks.",

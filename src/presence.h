@@ -8,6 +8,8 @@
  *	 presence.c   module init: GUCs, shared memory, callbacks, bgworker
  *	 bgworker.c   the background worker's ticks, and its launcher
  *	 notify_guard.c  its watch on the NOTIFY queue (stalled listeners)
+ *	 batch.c      1.1: SQL functions of many entries or topics in a call,
+ *	              and a large topic's snapshot as rows (over entry.c's)
  *	 entry.c      SQL functions of Tep's surface (track, status, lists...)
  *	 liveness.c   SQL functions of workers, and pruning the dead
  *	 row.c        one entry changed without the executor (the hot path)
@@ -16,6 +18,7 @@
  *	 history.c    1.1: meta's checks, the session history (written for
  *	              change.c's leaves) and its partitions, and the SQL
  *	              functions of history, last seen and principals
+ *	 retention.c  1.1: removing idle topics' seq rows (the worker's walk)
  *	 epoch.c      the stream's epoch
  *	 args.c       argument checks and the session's worker identity
  *	 query.c      kept SPI plans and the extension's tables
@@ -37,6 +40,7 @@
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 #include "fmgr.h"
+#include "storage/lock.h"
 #include "lib/stringinfo.h"
 
 /* Diffs are sent under the topic "presence:<topic>" (Tep's dtopic). */
@@ -143,6 +147,16 @@ typedef struct PresenceQuery
  */
 #define PRESENCE_CHANGE_ONE(dml) dml " RETURNING " PRESENCE_ENTRY_COLUMNS
 
+/*
+ * A topic's seq as a snapshot reports it: its row's, else the floor (the
+ * empty topic's row, retention.c), which its next diff goes on from.
+ */
+#define PRESENCE_TOPIC_SEQ \
+	"SELECT COALESCE(" \
+	"(SELECT seq FROM %1$s.presence_topic_seq WHERE topic" EQ "$1)," \
+	" (SELECT seq FROM %1$s.presence_topic_seq WHERE topic" EQ "'')," \
+	" 0)"
+
 /* query.c */
 extern bool presence_has_meta;
 extern bool presence_lock_extension(void);
@@ -169,6 +183,7 @@ extern bool presence_find_by_scan_keys(Relation rel, Relation index,
 extern void presence_spi_connect(void);
 extern int	presence_execute(PresenceQuery *query, Datum *values,
 							 const char *nulls, bool read_only, long count);
+extern Portal presence_open_cursor(PresenceQuery *query, Datum *values);
 extern void presence_return_rows(FunctionCallInfo fcinfo,
 								 PresenceQuery *query, Datum *values);
 
@@ -269,6 +284,12 @@ extern const char *presence_current_epoch(void);
 
 /* change.c */
 extern void presence_register_change_callbacks(void);
+/*
+ * A commit of more topics than this locks them all at once: half the lock
+ * table slots a transaction may count on, leaving the rest to its tables.
+ */
+#define PRESENCE_TOPIC_LOCKS (max_locks_per_xact / 2)
+extern void presence_lock_topics(const char **topics, int ntopics);
 extern void presence_record_diff(PresenceDiffKind kind,
 								 const PresenceEntry *entry);
 extern bool presence_change_one(PresenceDiffKind kind, PresenceQuery *change,
@@ -333,6 +354,12 @@ extern bool presence_use_worker(const char *worker_id);
 extern void presence_refuse_ended_worker(const char *worker_id);
 extern int	presence_prune_batch(int limit, bool check_bound_backends,
 								 bool skip_locked, bool *more);
+
+/* retention.c */
+extern int	presence_topic_retention_s;
+extern void presence_define_retention_gucs(void);
+extern bool presence_retention_due(void);
+extern int	presence_retention_worker_batch(int limit, bool *more);
 
 /* notify_guard.c */
 extern void presence_watch_notify_queue(void);

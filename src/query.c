@@ -329,6 +329,22 @@ presence_execute(PresenceQuery *query, Datum *values, const char *nulls,
 }
 
 /*
+ * Open a read-only cursor on the query's kept plan, with no nulls among
+ * `values`, for a caller that reads a large result a batch at a time.
+ */
+Portal
+presence_open_cursor(PresenceQuery *query, Datum *values)
+{
+	Portal		portal;
+
+	portal = SPI_cursor_open(NULL, presence_plan(query), values, NULL, true);
+	if (portal == NULL)
+		elog(ERROR, "presence: SPI_cursor_open failed: %s",
+			 SPI_result_code_string(SPI_result));
+	return portal;
+}
+
+/*
  * Return the rows of a read-only query as the calling set-returning
  * function's result (its tuple descriptor is the query's).
  */

@@ -71,7 +71,7 @@ fn_list='SELECT p.proname || '"'"'('"'"' || pg_get_function_arguments(p.oid) || 
           WHERE n.nspname = '"'"'public'"'"' AND p.proname LIKE '"'"'presence\_%'"'"'
           ORDER BY 1'
 shard_psql 0 -At -d api -c "$fn_list" | grep -v '^presence_entry_is_valid(' >"$OUT/functions.shard"
-proxy_psql -At -d proxy -c "$fn_list" | grep -v -E '^presence_shards?\(' >"$OUT/functions.proxy"
+proxy_psql -At -d proxy -c "$fn_list" | grep -v -E '^presence_(shards?|partition_map|topic_hash)\(' >"$OUT/functions.proxy"
 missing=$(comm -23 "$OUT/functions.shard" "$OUT/functions.proxy")
 extra=$(comm -13 "$OUT/functions.shard" "$OUT/functions.proxy")
 [ -n "$missing" ] && printf 'presence functions missing on the proxy (or with another signature):\n%s\n' "$missing"
@@ -132,6 +132,43 @@ done
 n_used=$(proxy_psql -Atq -d proxy_api -c "SELECT count(DISTINCT presence_shard('place:' || i)) FROM generate_series(1, 60) i")
 check "60 topics spread over all 3 shards (got $n_used)" test "$n_used" = 3
 
+# 3b. Client routing (docs/scaling.md, "Routing in the client"): the
+# topics' shards computed from presence_partition_map() and
+# presence_topic_hash(), each topic tracked straight on its shard, then
+# read through the proxy: every write is where the proxy reads it.
+client_routed() { # client_routed PROXYDB: mismatches, one a line
+	local db=$1 connstr topics got
+	declare -A by_shard=()
+	while IFS='|' read -r t connstr; do by_shard[$connstr]+="'$t',"; done < <(
+		proxy_psql -Atq -d "$db" -c "SELECT 'route:' || i, m.connstr
+		  FROM generate_series(1, 60) i, presence_partition_map() m
+		 WHERE m.shard = CASE m.mapping
+		                 WHEN 'modulo' THEN abs(presence_topic_hash('route:' || i) % m.partitions)
+		                 ELSE presence_topic_hash('route:' || i) & (m.partitions - 1) END")
+	for connstr in "${!by_shard[@]}"; do
+		topics=${by_shard[$connstr]%,}
+		psql -X "$connstr" -Atq -v ON_ERROR_STOP=1 \
+			-c "SELECT presence_track(t, 1, 'p', worker_id => 'routed') FROM unnest(ARRAY[$topics]) t" >/dev/null ||
+			echo "tracking on $connstr failed"
+	done
+	got=$(proxy_psql -Atq -d "$db" -c "SELECT count(*) FROM generate_series(1, 60) i
+	        WHERE (SELECT array_agg(worker_id) FROM presence_list_global('route:' || i)) = '{routed}'")
+	[ "$got" = 60 ] || echo "the proxy reads $got of the 60 routed entries"
+	got=$(proxy_psql -Atq -d "$db" -c "SELECT presence_clear('routed')")
+	[ "$got" = 60 ] || echo "presence_clear through the proxy dropped $got"
+}
+for db in proxy_api proxy_pow2; do
+	bad=$(client_routed "$db")
+	[ -n "$bad" ] && echo "$bad" | head -n 5
+	check "client-routed writes (presence_partition_map) are where the proxy reads them ($db)" test -z "$bad"
+done
+version_before=$(proxy_psql -Atq -d proxy_pow2 -c "SELECT DISTINCT version FROM presence_partition_map()")
+version_after=$(proxy_psql -Atq -d proxy_pow2 -c "ALTER SERVER presence OPTIONS (ADD connection_lifetime '3600')" \
+	-c "SELECT DISTINCT version FROM presence_partition_map()" \
+	-c "ALTER SERVER presence OPTIONS (DROP connection_lifetime)")
+check "the partition map's version changes with the server's options" \
+	test -n "$version_before" -a "$version_before" != "$version_after"
+
 # 4. The documented differences.
 expect_state() { # expect_state SQLSTATE DB SQL
 	local got
@@ -172,7 +209,9 @@ proxy_psql -Xq -d proxy_api -v ON_ERROR_STOP=1 -c 'CREATE ROLE app' -c 'CREATE R
 as_app=$(proxy_psql -Atq -d proxy_api -c 'SET ROLE app' \
 	-c "SELECT presence_worker_start('app-gw', '1 minute')" \
 	-c "SELECT presence_track('priv:1', 1, 'p') AND presence_count_global('priv:1') = 1
-	           AND presence_shard('priv:1') IS NOT NULL AND presence_worker_stop() = 1" 2>&1 | tail -n 1)
+	           AND presence_shard('priv:1') IS NOT NULL
+	           AND (SELECT count(*) FROM presence_partition_map()) = 3
+	           AND presence_worker_stop() = 1" 2>&1 | tail -n 1)
 check "an app role granted presence_app works through the proxy (got '$as_app')" test "$as_app" = t
 check "the maintenance is not the app's: 42501" \
 	expect_state 42501 proxy_api "SET ROLE app; SELECT presence_prune_dead_workers()"

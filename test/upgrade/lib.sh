@@ -192,11 +192,11 @@ SELECT pg_describe_object(d.classid, d.objid, 0) || ' | ' ||
 # presence_tables_dump DB [ENTRY_COLUMNS]: every row of the three tables, in
 # key order (of tep_presence, the columns given, all by default; of
 # tep_presence_worker, the columns UPGRADE_WORKER_COLUMNS names, all by
-# default).
+# default; of presence_topic_seq, 1.0's: topic and seq).
 presence_tables_dump() {
 	q -d "$1" -c "SELECT 'entry', ${2:-t.*} FROM tep_presence t ORDER BY topic, worker_id, fd" \
 		-c "SELECT 'worker', ${UPGRADE_WORKER_COLUMNS:-w.*} FROM tep_presence_worker w ORDER BY worker_id" \
-		-c "SELECT 'seq', s.* FROM presence_topic_seq s ORDER BY topic"
+		-c "SELECT 'seq', s.topic, s.seq FROM presence_topic_seq s ORDER BY topic"
 }
 
 # cluster_restart_with DIR [postgresql.conf line ...]: appends the lines

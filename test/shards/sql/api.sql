@@ -179,7 +179,33 @@ SELECT presence_count_principals('room:meta') AS principals,
 SELECT count(*) AS history_rows FROM presence_history('room:meta', 0, 4102444800);
 SELECT presence_untrack('room:meta', 1, 'gw-2'), presence_untrack('room:meta', 2, 'gw-2');
 
--- Bad input: the shard's SQLSTATE and message.
+-- 1.1's many-calls (issue 23): entries and topics spread over every
+-- shard, answered in the caller's order; a snapshot's rows; idle topics'
+-- removal summed over the shards.
+SELECT presence_track_many((SELECT jsonb_agg(jsonb_build_object(
+         'topic', topic, 'fd', 70, 'principal_id', 'user:many'))
+       FROM topics), 'gw-1') AS tracked,
+       presence_track_many((SELECT jsonb_agg(jsonb_build_object(
+         'topic', topic, 'fd', f, 'principal_id', 'user:many', 'meta', jsonb_build_object('f', f)))
+       FROM topics, generate_series(70, 71) f), 'gw-1') AS tracked_again;
+SELECT i, s ->> 'topic' AS topic, (s ->> 'seq')::bigint = pg_temp.seq(s ->> 'topic') AS seq_ok,
+       (SELECT string_agg(e ->> 'fd', ',' ORDER BY (e ->> 'fd')::int) FROM json_array_elements(s -> 'entries') e) AS fds
+  FROM presence_snapshot_many(ARRAY(SELECT topic FROM topics ORDER BY topic DESC) || '{nowhere,room:1}')
+       WITH ORDINALITY AS m(s, i)
+ ORDER BY i;
+SELECT seq = pg_temp.seq('room:3') AS seq_ok, entry IS NULL AS header, entry ->> 'fd' AS fd
+  FROM presence_snapshot_rows('room:3') ORDER BY header DESC, fd;
+SELECT presence_set_status_many((SELECT jsonb_agg(jsonb_build_object(
+         'topic', topic, 'fd', f, 'state', 'busy', 'note', topic))
+       FROM topics, generate_series(70, 72) f), 'gw-1') AS statuses_found;
+SELECT count(*) FILTER (WHERE e.status_state = 'busy' AND e.status_note = t.topic) AS busy
+  FROM topics t, presence_list_global(t.topic) e;
+SELECT presence_untrack(topic, 70, 'gw-1'), presence_untrack(topic, 71, 'gw-1') FROM topics WHERE topic IN ('room:1', 'room:2', 'room:3', 'room:4');
+SELECT presence_remove_idle_topics('1 hour') AS none_yet;
+
+-- Bad input: the shard's SQLSTATE and message (a many-call's index is the
+-- caller's; its good elements here exist already, so that no shard keeps
+-- a part: through the proxy each shard's part commits on its own).
 SELECT q, pg_temp.try(q) FROM (VALUES
   ($$SELECT presence_track(NULL, 1, 'p', worker_id => 'gw-2')$$),
   ($$SELECT presence_track('', 1, 'p', worker_id => 'gw-2')$$),
@@ -208,7 +234,16 @@ SELECT q, pg_temp.try(q) FROM (VALUES
   ($$SELECT presence_track('t', 1, 'p', 'human', '', 'gw-2', '"x"')::text$$),
   ($$SELECT presence_history('t', 10, 5)::text$$),
   ($$SELECT presence_last_seen(NULL)::text$$),
-  ($$SELECT presence_principals('')::text$$)
+  ($$SELECT presence_principals('')::text$$),
+  ($$SELECT presence_track_many(NULL, 'gw-2')::text$$),
+  ($$SELECT presence_track_many('{}', 'gw-2')::text$$),
+  ($$SELECT presence_track_many((SELECT jsonb_agg(jsonb_build_object('topic', topic, 'fd', 70, 'principal_id', 'p')) FROM topics WHERE topic NOT IN ('room:1', 'room:2', 'room:3', 'room:4')) || '[{"topic": "room:5", "fd": 1, "principal_id": "p", "kind": "robot"}]', 'gw-1')::text$$),
+  ($$SELECT presence_track_many('[{"topic": "room:7", "fd": 70, "principal_id": "p"}, {"topic": "room:8", "fd": -1, "principal_id": "p"}]', 'gw-1')::text$$),
+  ($$SELECT presence_set_status_many('[{"topic": "room:7", "fd": 99, "state": "busy"}, {"topic": "room:8", "fd": 70, "state": "away"}]', 'gw-1')::text$$),
+  ($$SELECT count(*)::text FROM presence_snapshot_many(ARRAY['room:1', 'room:2', NULL])$$),
+  ($$SELECT count(*)::text FROM presence_snapshot_many(NULL)$$),
+  ($$SELECT count(*)::text FROM presence_snapshot_rows('')$$),
+  ($$SELECT presence_remove_idle_topics('-1 second')::text$$)
 ) AS t(q);
 
 SELECT presence_worker_stop('gw-2');
