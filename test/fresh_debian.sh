@@ -6,13 +6,16 @@
 #
 # Three checks, each PASS or FAIL:
 #
-#   readme   the README's install walk-through: the code blocks of its
-#            "## Install" section marked `<!-- install: sh -->` (run with
-#            bash, as root, in the checkout) or `<!-- install: psql -->`
-#            (fed to psql as the postgres superuser), in the order they
-#            appear, then: the last block's output holds a snapshot with
-#            the entry it tracked as the `app` role, and the background
-#            worker (`presence worker` in pg_stat_activity) runs.
+#   readme   the README's walk-through: its code blocks marked
+#            `<!-- fresh-debian: sh -->` (run with bash, as root, in the
+#            checkout), `<!-- fresh-debian: psql -->` (fed to psql as the
+#            postgres superuser) or `<!-- fresh-debian: app -->` (fed to
+#            psql as the role `app`, with the password the README gives
+#            it), in the order they appear (the Install section's, then
+#            Getting started's), each to stop at its first error; then:
+#            the last sh block's output holds a snapshot with the entry it
+#            tracked as `app`, and the background worker (`presence
+#            worker` in pg_stat_activity) runs on the database `app`.
 #   demo     bash examples/demo.sh
 #   run_all  bash test/run_all.sh (PRESENCE_FRESH_RUN_ALL=0 skips it: it
 #            takes long on a busy machine)
@@ -81,16 +84,14 @@ fresh_chroot() {
 	echo "$suite: unpacked in $(($(date +%s) - t0)) s"
 }
 
-# readme_install_blocks README OUTDIR: writes the marked blocks of the
-# Install section as OUTDIR/NN.sh and OUTDIR/NN.psql, in order; prints
-# their number.
-readme_install_blocks() {
+# readme_blocks README OUTDIR: writes the README's marked blocks as
+# OUTDIR/NN.sh, OUTDIR/NN.psql and OUTDIR/NN.app, in order; prints their
+# number.
+readme_blocks() {
 	awk -v out="$2" '
-		/^## / { in_install = ($0 ~ /^## Install/) }
-		!in_install { next }
-		match($0, /^<!-- install: (sh|psql) -->$/) {
+		/^<!-- fresh-debian: (sh|psql|app) -->$/ {
 			kind = $0
-			sub(/^<!-- install: /, "", kind)
+			sub(/^<!-- fresh-debian: /, "", kind)
 			sub(/ -->$/, "", kind)
 			want = 1
 			next
@@ -107,20 +108,23 @@ readme_install_blocks() {
 READMERUN='
 cd /root/presence
 for f in /readme-install/*; do
-	echo "==== README install block ${f##*/}"
+	echo "==== README block ${f##*/}"
 	cat "$f"
 	echo "----"
 	case $f in
 	*.sh) bash -e "$f" 2>&1 | tee "$f.out" ;;
 	*.psql) su postgres -s /bin/bash -c "cd /tmp && psql -X -v ON_ERROR_STOP=1 -f $f" 2>&1 | tee "$f.out" ;;
+	# The password of the README'"'"'s CREATE ROLE app.
+	*.app) psql -X -v ON_ERROR_STOP=1 -f "$f" "host=localhost dbname=app user=app password=app" 2>&1 | tee "$f.out" ;;
 	esac
 	rc=${PIPESTATUS[0]}
-	[ "$rc" = 0 ] || { echo "README install block ${f##*/}: exit $rc"; exit 1; }
+	[ "$rc" = 0 ] || { echo "README block ${f##*/}: exit $rc"; exit 1; }
+	case $f in *.sh) last_sh=$f ;; esac
 done
 echo "==== checks"
-# The last block tracks user:42 as app and prints the snapshot.
-grep -F "\"principal\":\"user:42\"" "$f.out" ||
-	{ echo "the last block printed no snapshot with user:42"; exit 1; }
+# The install section ends with a track as app and its snapshot.
+grep -F "\"principal\":\"user:42\"" "$last_sh.out" ||
+	{ echo "the last sh block printed no snapshot with user:42"; exit 1; }
 for _ in $(seq 30); do
 	n=$(su postgres -s /bin/bash -c "cd /tmp && psql -XAtc \"SELECT count(*) FROM pg_stat_activity WHERE backend_type = '"'"'presence worker'"'"' AND datname = '"'"'app'"'"'\"")
 	[ "$n" = 1 ] && break
@@ -154,15 +158,15 @@ export PRESENCE_CHROOT_PROXY=1 PRESENCE_CHROOT_CAFILE=/usr/local/share/presence-
 # 1. The README's install walk-through.
 fresh_chroot readme || exit 1
 mkdir -p "$dir/readme-install"
-n=$(readme_install_blocks "$ROOT/README.md" "$dir/readme-install")
+n=$(readme_blocks "$ROOT/README.md" "$dir/readme-install")
 chmod -R a+rX "$dir/readme-install"
 
 if [ "$n" -lt 3 ]; then
-	echo "$suite: FAIL  readme  (found $n marked blocks in README.md's Install section)"
+	echo "$suite: FAIL  readme  (found $n marked blocks in README.md)"
 	overall=1
 else
-	echo "$suite: README install: $n blocks"
-	check "readme (the README's $n install blocks)" "$LOGS/readme.log" \
+	echo "$suite: README: $n marked blocks"
+	check "readme (the README's $n marked blocks)" "$LOGS/readme.log" \
 		chroot_run_isolated "$dir" bash -c "$READMERUN"
 fi
 
