@@ -158,7 +158,8 @@ export PRESENCE_CHROOT_PROXY=1 PRESENCE_CHROOT_CAFILE=/usr/local/share/presence-
 # 1. The README's install walk-through.
 fresh_chroot readme || exit 1
 mkdir -p "$dir/readme-install"
-n=$(readme_blocks "$ROOT/README.md" "$dir/readme-install")
+# The README of the clone (HEAD), as the rest of the check.
+n=$(readme_blocks "$dir/root/presence/README.md" "$dir/readme-install")
 chmod -R a+rX "$dir/readme-install"
 
 if [ "$n" -lt 3 ]; then
