@@ -36,7 +36,8 @@
 #
 # PRESENCE_CHROOT_CACHE chooses where the pristine tarball and the
 # throwaway chroots live (test/lib/chroot.sh).  Logs go to
-# /tmp/presence-fresh-SUITE/.  Exits non-zero if any check failed.  The
+# /tmp/presence-fresh-SUITE/ (or PRESENCE_FRESH_LOGS), which the run
+# empties first.  Exits non-zero if any check failed.  The
 # chroots are removed at the end (PRESENCE_FRESH_KEEP=1 keeps them).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,7 +45,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 suite=${1:?usage: test/fresh_debian.sh bookworm|trixie}
 base=$(chroot_base_suite "$suite") || exit 1
-LOGS=/tmp/presence-fresh-$suite
+LOGS=${PRESENCE_FRESH_LOGS:-/tmp/presence-fresh-$suite}
 rm -rf "$LOGS"
 mkdir -p "$LOGS"
 
