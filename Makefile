@@ -58,8 +58,9 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/integration/lib
 bench:
 	bash bench/run.sh
 
-# The README's two commands on fresh minbase Debian 12 and 13 chroots, as
-# root (test/fresh_debian.sh; downloads the packages each time).
+# The README's install walk-through and its two test commands on fresh
+# minbase Debian 12 and 13 chroots, as root (test/fresh_debian.sh;
+# downloads the packages each time).
 .PHONY: check-fresh-debian
 check-fresh-debian:
 	bash test/fresh_debian.sh bookworm

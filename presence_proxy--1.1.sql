@@ -734,7 +734,7 @@ AS $$ SELECT presence_proxy.sum_on_shards('presence_prune_dead_workers',
                'SELECT presence_proxy.prune_dead_workers_on($1)', '{}') $$;
 
 -- Nothing is executable by PUBLIC, as in presence: an app role is granted
--- EXECUTE on the public functions (README, "More than one server").
+-- EXECUTE on the public functions (docs/scaling.md, "Setup").
 DO $$
 DECLARE
     f regprocedure;

@@ -6,7 +6,7 @@
 // tracks the socket in its topic when it opens, untracks it when it closes,
 // turns status messages into presence_set_status, and relays the diffs the
 // extension NOTIFYs to the sockets subscribed to a topic (snapshot first,
-// then only diffs with a higher seq and the same epoch). See README.md for
+// then only diffs with a higher seq and the same epoch). See docs/protocol.md for
 // the protocol.
 //
 // Configuration (environment):

@@ -96,10 +96,12 @@ for mode in ${E2E_MODES:-broadcast topic}; do
 		"presence.signing_key_file = '$keyfile'" \
 		"presence.sweep_interval = '${SWEEP_MS}ms'" || fail_setup "cluster_start"
 	psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION presence' || fail_setup "CREATE EXTENSION presence"
-	# The gateways connect as an app role with the README's one GRANT (taken
-	# from README.md, so that it is what the README says), not as the
-	# superuser (who is outside worker ownership).
-	grant=$(sed -n 's/^\(GRANT .* TO \)app;$/\1presence_e2e_app;/p' "$ROOT/README.md" | head -n 1)
+	# The gateways connect as an app role with the README's one grant (taken
+	# from README.md, so that it is what the README says: the statement from
+	# its first line starting "GRANT " to the line ending "TO app;"), not as
+	# the superuser (who is outside worker ownership).
+	grant=$(awk '/^GRANT / { on = 1 } on { print } on && /TO app;$/ { exit }' "$ROOT/README.md" |
+		sed 's/TO app;$/TO presence_e2e_app;/')
 	[ -n "$grant" ] || fail_setup "the README's GRANT"
 	psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE ROLE presence_e2e_app LOGIN' -c "$grant" ||
 		fail_setup "the app role"
