@@ -1,0 +1,295 @@
+"""The writing half: one app worker per gateway process."""
+
+import asyncio
+import datetime
+import json
+import logging
+import os
+import secrets
+import socket as socketlib
+
+import psycopg
+
+from .conn import Watched, backoff, connect
+from .errors import PresenceError
+
+log = logging.getLogger("presence_client")
+STATES = ("available", "busy", "blocked")
+WORKER_EVENTS = ("restart", "retrack_failed", "lost")
+
+
+class Worker:
+    """An app worker: registers an id (``<name>-<host>-<pid>-<random>``
+    unless worker_id is given) on a dedicated connection, bound to it (or,
+    with lease=timedelta, leased and heartbeated every third of it), and
+    maps the app's socket ids (any hashable, usually strings) to fds.
+
+    When the dedicated connection is lost (or a lease lapsed), the server
+    drops the worker's entries; the Worker registers again (backoff) and
+    tracks its live sockets again, with their last status and meta.
+    Events (``worker.on(event, callback)``): ``lost(worker_id)``,
+    ``restart(worker_id)``, ``retrack_failed(topic, socket, error)``.
+    Calls raise PresenceError (with .sqlstate) when the server refuses.
+    """
+
+    def __init__(self, conninfo="", *, name="presence", worker_id=None, lease=None,
+                 application_name=None, keepalive=10.0):
+        if lease is not None and not isinstance(lease, datetime.timedelta):
+            raise TypeError("lease must be a datetime.timedelta")
+        self.conninfo = conninfo
+        self.name = name
+        self.id = worker_id or f"{name}-{socketlib.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.lease = lease
+        self.application_name = application_name or f"presence-worker:{name}"
+        self.keepalive = keepalive
+        self.stats = {"restarts": 0, "retracks": 0, "retrack_failures": 0}
+        self._handlers = {e: [] for e in WORKER_EVENTS}
+        self._dedicated = None
+        self._calls = None
+        self._calls_lock = asyncio.Lock()
+        self._ready = None
+        self._stopping = False
+        self._fds = {}  # socket -> fd
+        self._next_fd = 1
+        self._entries = {}  # (topic, socket) -> {"principal", "kind", "agent_id", "meta", "status"}
+        self._heartbeat = None
+        self._restarting = None
+        self._native_expiry = False
+
+    def on(self, event, callback):
+        if event not in self._handlers:
+            raise ValueError(f"unknown event {event!r}; one of {', '.join(WORKER_EVENTS)}")
+        self._handlers[event].append(callback)
+        return callback
+
+    def _emit(self, event, *args):
+        for cb in list(self._handlers[event]):
+            try:
+                cb(*args)
+            except Exception:
+                log.exception("presence: %s handler failed", event)
+
+    # --- registration --------------------------------------------------------
+
+    async def start(self):
+        self._ready = asyncio.get_running_loop().create_future()
+        await self._register()
+        rows = await self._call("SELECT to_regprocedure("
+                                "'presence_set_status(text,integer,text,text,timestamptz,text)') IS NOT NULL",
+                                wait=False)
+        self._native_expiry = rows[0][0]
+        return self
+
+    async def _register(self):
+        conn = await connect(self.conninfo, self.application_name)
+        try:
+            if self.lease is None:
+                await conn.execute("SELECT presence_worker_start(%s)", (self.id,))
+            else:
+                await conn.execute("SELECT presence_worker_start(%s, %s::interval)", (self.id, self.lease))
+        except BaseException as e:
+            await conn.close()
+            raise PresenceError.of(e) if isinstance(e, psycopg.Error) else e
+        self._dedicated = Watched(conn, on_lost=lambda w: self._lost("connection lost"),
+                                  keepalive=None if self.lease else self.keepalive)
+        if self.lease is not None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat(self._dedicated))
+        if not self._ready.done():
+            self._ready.set_result(self.id)
+
+    async def _beat(self, watched):
+        every = self.lease.total_seconds() / 3
+        while not watched.lost:
+            await asyncio.sleep(every)
+            try:
+                (ok,), = await watched.execute("SELECT presence_heartbeat(%s)", (self.id,))
+            except psycopg.Error as e:
+                if watched.lost:
+                    return
+                if (e.sqlstate or "").startswith("22"):
+                    ok = False  # the worker is unknown: it lapsed and was pruned
+                else:
+                    continue
+            if not ok:
+                log.warning("presence: worker %s: lease lapsed; registering again", self.id)
+                await watched.close()
+                self._lost("lease lapsed")
+                return
+
+    def _lost(self, why):
+        if self._stopping or self._restarting:
+            return
+        log.warning("presence: worker %s: %s; its entries are gone, registering again", self.id, why)
+        self._ready = asyncio.get_running_loop().create_future()
+        self._emit("lost", self.id)
+        self._restarting = asyncio.get_running_loop().create_task(self._restart())
+
+    async def _restart(self):
+        try:
+            for attempt in range(1 << 30):
+                if self._stopping:
+                    return
+                await asyncio.sleep(backoff(attempt))
+                try:
+                    await self._register()
+                    break
+                except (PresenceError, psycopg.Error, OSError) as e:
+                    log.warning("presence: worker %s: registering again failed: %s", self.id, e)
+            self.stats["restarts"] += 1
+            await self._retrack()
+        finally:
+            self._restarting = None
+        self._emit("restart", self.id)
+
+    async def _retrack(self):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for (topic, sock), e in list(self._entries.items()):
+            try:
+                await self._track_call(topic, sock, e)
+                st = e["status"]
+                if st and (st["until"] is None or st["until"] > now):
+                    await self._status_call(topic, sock, st["state"], st["note"], st["until"])
+                self.stats["retracks"] += 1
+            except PresenceError as err:
+                self.stats["retrack_failures"] += 1
+                log.warning("presence: tracking %s in %s again failed: %s", sock, topic, err)
+                self._emit("retrack_failed", topic, sock, err)
+
+    async def stop(self):
+        """presence_worker_stop: every entry leaves now; closes the connections."""
+        self._stopping = True
+        if self._restarting:
+            self._restarting.cancel()
+        n = 0
+        try:
+            if self._dedicated and not self._dedicated.lost:
+                (n,), = await self._dedicated.execute("SELECT presence_worker_stop(%s)", (self.id,))
+        except psycopg.Error as e:
+            log.warning("presence: presence_worker_stop failed: %s", e)
+        if self._heartbeat:
+            self._heartbeat.cancel()
+        if self._dedicated:
+            await self._dedicated.close()
+        if self._calls:
+            await self._calls.close()
+        return n
+
+    async def __aenter__(self):
+        return await self.start()
+
+    async def __aexit__(self, *exc):
+        await self.stop()
+
+    @property
+    def live(self):
+        return self._ready is not None and self._ready.done() and not self._stopping
+
+    # --- calls -----------------------------------------------------------------
+
+    def fd_of(self, socket):
+        """The fd of a socket id (given at its first track)."""
+        fd = self._fds.get(socket)
+        if fd is None:
+            fd = self._fds[socket] = self._next_fd
+            self._next_fd += 1
+        return fd
+
+    async def _call(self, query, params=None, wait=True):
+        if wait:
+            await asyncio.shield(self._ready)
+        async with self._calls_lock:
+            if self._calls is None or self._calls.closed:
+                self._calls = await connect(self.conninfo, self.application_name + ":calls")
+            try:
+                cur = await self._calls.execute(query, params)
+                return await cur.fetchall()
+            except psycopg.Error as e:
+                if isinstance(e, psycopg.OperationalError):
+                    await self._calls.close()
+                raise PresenceError.of(e) from None
+
+    async def _track_call(self, topic, sock, e):
+        (new,), = await self._call(
+            "SELECT presence_track(%s, %s, %s, %s, %s, %s, %s::jsonb)",
+            (topic, self.fd_of(sock), e["principal"], e["kind"], e["agent_id"], self.id, json.dumps(e["meta"])))
+        return new
+
+    async def track(self, topic, socket, principal, kind="human", agent_id="", meta=None):
+        """The socket joins topic; True when the entry is new."""
+        e = {"principal": principal, "kind": kind, "agent_id": agent_id, "meta": meta or {}, "status": None}
+        new = await self._track_call(topic, socket, e)
+        self._entries.setdefault((topic, socket), e)
+        return new
+
+    def _expiry(self, expires):
+        """(SQL, value) of an expiry: None/0 = none, a datetime (aware, or
+        local time) a moment, a timedelta from now. Raw numbers are refused:
+        seconds from now and epoch seconds are too easy to confuse."""
+        if expires is None or expires == 0 and type(expires) is int:
+            return "0::bigint", None
+        if isinstance(expires, datetime.datetime):
+            if expires.tzinfo is None:
+                expires = expires.astimezone()
+            return ("%s::timestamptz", expires) if self._native_expiry else \
+                ("ceil(extract(epoch FROM %s::timestamptz))::bigint", expires)
+        if isinstance(expires, datetime.timedelta):
+            return ("%s::interval", expires) if self._native_expiry else \
+                ("ceil(extract(epoch FROM now() + %s::interval))::bigint", expires)
+        raise TypeError("expires must be a datetime, a timedelta or None (not a number of seconds)")
+
+    async def _status_call(self, topic, sock, state, note, expires):
+        expr, value = self._expiry(expires)
+        params = [topic, self.fd_of(sock), state, note] + ([value] if value is not None else []) + [self.id]
+        (ok,), = await self._call(f"SELECT presence_set_status(%s, %s, %s, %s, {expr}, %s)", params)
+        return ok
+
+    async def set_status(self, topic, socket, state, note="", expires=None):
+        """The socket's status in topic; expires: a datetime, a timedelta
+        from now, or None. False when the socket is not tracked there."""
+        if isinstance(expires, datetime.timedelta):
+            until = datetime.datetime.now(datetime.timezone.utc) + expires
+        elif isinstance(expires, datetime.datetime):
+            until = expires if expires.tzinfo else expires.astimezone()
+        else:
+            self._expiry(expires)  # refuses numbers before anything is sent
+            until = None
+        ok = await self._status_call(topic, socket, state, note, expires)
+        e = self._entries.get((topic, socket))
+        if ok and e:
+            e["status"] = {"state": state, "note": note, "until": until}
+        return ok
+
+    async def clear_status(self, topic, socket):
+        (ok,), = await self._call("SELECT presence_clear_status(%s, %s, %s)", (topic, self.fd_of(socket), self.id))
+        e = self._entries.get((topic, socket))
+        if e:
+            e["status"] = None
+        return ok
+
+    async def set_meta(self, topic, socket, meta):
+        (ok,), = await self._call("SELECT presence_set_meta(%s, %s, %s::jsonb, %s)",
+                                  (topic, self.fd_of(socket), json.dumps(meta), self.id))
+        e = self._entries.get((topic, socket))
+        if ok and e:
+            e["meta"] = meta
+        return ok
+
+    async def untrack(self, topic, socket):
+        """The socket leaves topic."""
+        self._entries.pop((topic, socket), None)
+        if socket not in self._fds:
+            return False
+        (ok,), = await self._call("SELECT presence_untrack(%s, %s, %s)", (topic, self._fds[socket], self.id))
+        if not any(s == socket for _, s in self._entries):
+            self._fds.pop(socket, None)
+        return ok
+
+    async def untrack_socket(self, socket):
+        """The socket leaves every topic (it closed); entries dropped."""
+        for key in [k for k in self._entries if k[1] == socket]:
+            del self._entries[key]
+        fd = self._fds.pop(socket, None)
+        if fd is None:
+            return 0
+        (n,), = await self._call("SELECT presence_untrack_by_fd(%s, %s)", (fd, self.id))
+        return n
