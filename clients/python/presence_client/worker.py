@@ -198,13 +198,13 @@ class Worker:
         if wait:
             await asyncio.shield(self._ready)
         async with self._calls_lock:
-            if self._calls is None or self._calls.closed:
-                self._calls = await connect(self.conninfo, self.application_name + ":calls")
             try:
+                if self._calls is None or self._calls.closed:
+                    self._calls = await connect(self.conninfo, self.application_name + ":calls")
                 cur = await self._calls.execute(query, params)
                 return await cur.fetchall()
             except psycopg.Error as e:
-                if isinstance(e, psycopg.OperationalError):
+                if isinstance(e, psycopg.OperationalError) and self._calls is not None:
                     await self._calls.close()
                 raise PresenceError.of(e) from None
 
