@@ -221,39 +221,41 @@ class Worker:
         self._entries.setdefault((topic, socket), e)
         return new
 
-    def _expiry(self, expires):
-        """(SQL, value) of an expiry: None/0 = none, a datetime (aware, or
-        local time) a moment, a timedelta from now. Raw numbers are refused:
-        seconds from now and epoch seconds are too easy to confuse."""
-        if expires is None or expires == 0 and type(expires) is int:
-            return "0::bigint", None
+    @staticmethod
+    def _deadline(expires):
+        """SQL for the moment an expiry ends, and its parameter: None (or 0)
+        = none; a datetime (aware, or local time) that moment; a timedelta,
+        that long after the server's now(). Raw numbers are refused: seconds
+        from now and epoch seconds are too easy to confuse."""
+        if expires is None or (type(expires) is int and expires == 0):
+            return "NULL::timestamptz", []
         if isinstance(expires, datetime.datetime):
-            if expires.tzinfo is None:
-                expires = expires.astimezone()
-            return ("%s::timestamptz", expires) if self._native_expiry else \
-                ("ceil(extract(epoch FROM %s::timestamptz))::bigint", expires)
+            return "%s::timestamptz", [expires if expires.tzinfo else expires.astimezone()]
         if isinstance(expires, datetime.timedelta):
-            return ("%s::interval", expires) if self._native_expiry else \
-                ("ceil(extract(epoch FROM now() + %s::interval))::bigint", expires)
+            return "now() + %s::interval", [expires]
         raise TypeError("expires must be a datetime, a timedelta or None (not a number of seconds)")
 
     async def _status_call(self, topic, sock, state, note, expires):
-        expr, value = self._expiry(expires)
-        params = [topic, self.fd_of(sock), state, note] + ([value] if value is not None else []) + [self.id]
-        (ok,), = await self._call(f"SELECT presence_set_status(%s, %s, %s, %s, {expr}, %s)", params)
-        return ok
+        """(found, the deadline as the server computed it, or None)."""
+        deadline, params = self._deadline(expires)
+        # until_ts as epoch seconds (1.1 on main), or the moment itself
+        # where presence_set_status takes a timestamptz
+        if not params:
+            until = "0::bigint"
+        elif self._native_expiry:
+            until = "d"
+        else:
+            until = "ceil(extract(epoch FROM d))::bigint"
+        (ok, d), = await self._call(
+            f"SELECT presence_set_status(%s, %s, %s, %s, {until}, %s), d FROM (SELECT {deadline} AS d) s",
+            [topic, self.fd_of(sock), state, note, self.id] + params)
+        return ok, d
 
     async def set_status(self, topic, socket, state, note="", expires=None):
         """The socket's status in topic; expires: a datetime, a timedelta
         from now, or None. False when the socket is not tracked there."""
-        if isinstance(expires, datetime.timedelta):
-            until = datetime.datetime.now(datetime.timezone.utc) + expires
-        elif isinstance(expires, datetime.datetime):
-            until = expires if expires.tzinfo else expires.astimezone()
-        else:
-            self._expiry(expires)  # refuses numbers before anything is sent
-            until = None
-        ok = await self._status_call(topic, socket, state, note, expires)
+        self._deadline(expires)  # refuses numbers before anything is sent
+        ok, until = await self._status_call(topic, socket, state, note, expires)
         e = self._entries.get((topic, socket))
         if ok and e:
             e["status"] = {"state": state, "note": note, "until": until}

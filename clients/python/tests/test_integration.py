@@ -61,6 +61,8 @@ class Churn(unittest.IsolatedAsyncioTestCase):
         self.db = await admin()
 
     async def asyncTearDown(self):
+        await self.db.execute("ALTER SYSTEM RESET presence.delivery")
+        await self.db.execute("SELECT pg_reload_conf()")
         await self.db.close()
 
     async def scenario(self, delivery):
