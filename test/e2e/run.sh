@@ -72,6 +72,19 @@ node_opts=()
 node --help 2>/dev/null | grep -q -- '--test-concurrency' && node_opts+=(--test-concurrency=1)
 echo "e2e: $(command -v node) $(node --version)"
 rc=0
+# The gateways under test (E2E_GATEWAYS): examples/gateway (Node.js) and
+# examples/gateway_py (Python, on clients/python; Debian's aiohttp and
+# psycopg), the same page, protocol and tests.
+GATEWAYS=${E2E_GATEWAYS:-node python}
+case " $GATEWAYS " in *" python "*)
+	ensure_packages python3 python3-aiohttp python3-psycopg || fail_setup "apt-get install python3-aiohttp python3-psycopg" ;;
+esac
+for gw in $GATEWAYS; do
+case $gw in
+node) export E2E_GATEWAY_CMD= ;;
+python) export E2E_GATEWAY_CMD="/usr/bin/python3 $ROOT/examples/gateway_py/gateway.py" ;;
+*) fail_setup "unknown gateway $gw (E2E_GATEWAYS: node python)" ;;
+esac
 for mode in ${E2E_MODES:-broadcast topic}; do
 	# The topic pass signs its diffs (presence.signing_key) and its gateways
 	# verify them; the broadcast pass is unsigned.
@@ -99,10 +112,10 @@ for mode in ${E2E_MODES:-broadcast topic}; do
 	start=$(date +%s)
 	PRESENCE_DELIVERY=$mode PRESENCE_SIGNING_KEY=$key timeout 300 node --test "${node_opts[@]}" \
 		--test-reporter=spec --test-reporter-destination=stdout \
-		--test-reporter=tap --test-reporter-destination="$ART/results-$mode.tap" \
+		--test-reporter=tap --test-reporter-destination="$ART/results-$gw-$mode.tap" \
 		test/e2e/gateway.test.js
 	pass_rc=$?
-	echo "e2e ($mode delivery${key:+, signed}): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
+	echo "e2e ($gw gateway, $mode delivery${key:+, signed}): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
 
 	if [ "$pass_rc" != 0 ]; then
 		rc=$pass_rc
@@ -118,6 +131,8 @@ for mode in ${E2E_MODES:-broadcast topic}; do
 	cluster_stop "$CLUSTER"
 	unset E2E_SCREENSHOT
 done
+done
+unset E2E_GATEWAY_CMD
 
 # 4. Shard mode (docs/scaling.md): a presence_proxy database over three
 # shards (ports 55474-55477), the gateways with PRESENCE_SHARDS=1, in

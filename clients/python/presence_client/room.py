@@ -44,7 +44,7 @@ def same_entry(a, b):
 def new_stats():
     """Counters (a Feed's rooms share its dict)."""
     return {"forged": 0, "unsigned": 0, "stale": 0, "malformed": 0, "gaps": 0, "epoch_changes": 0,
-            "resyncs": 0, "snapshots": 0, "applied": 0, "unknown_leaves": 0}
+            "resyncs": 0, "snapshots": 0, "applied": 0, "unknown_leaves": 0, "bogus": 0}
 
 
 class Room:
@@ -66,6 +66,10 @@ class Room:
         self._entries = {}
         self._buffer = []
         self.gen = 0  # counts snapshots asked for: a stale answer is dropped
+        self.reason = None  # why the last snapshot was asked for: subscribe, gap, epoch, reconnect
+        self.in_snapshot = False  # events come from a snapshot being applied, not from a diff
+        self.last_diff = None  # the diff whose event is being emitted (a relay sends it on)
+        self._triggers = []  # the diffs that asked for the outstanding snapshot
         self._waiters = []
         self._handlers = {e: [] for e in EVENTS}
         self._resync = resync or (lambda room, reason: None)
@@ -153,10 +157,12 @@ class Room:
         buffered is unreliable; diffs are buffered until it arrives.
         Entries, seq and epoch stay until then."""
         self._buffer = []
+        self._triggers = []
         self._want_snapshot("subscribe")
 
     def _want_snapshot(self, reason):
         self.pending = True
+        self.reason = reason
         self.gen += 1
         if reason != "subscribe":
             self.stats["resyncs"] += 1
@@ -164,6 +170,7 @@ class Room:
     def reconnected(self):
         """The LISTEN connection was lost and is back."""
         self._buffer = []
+        self._triggers = []
         self._want_snapshot("reconnect")
         self._resync(self, "reconnect")
 
@@ -184,6 +191,7 @@ class Room:
         self.pending = False
         self.synced = True
         self.stats["snapshots"] += 1
+        self.in_snapshot = True
         for key in sorted(old.keys() | new.keys(), key=lambda k: (k[0], k[1])):
             a, b = old.get(key), new.get(key)
             if b is None:
@@ -193,11 +201,20 @@ class Room:
             elif not same_entry(a, b):
                 self._emit("update", b, a)
         buffered, self._buffer = self._buffer, []
+        triggers, self._triggers = self._triggers, []
         for d in buffered:
             if not self.pending and d["epoch"] == self.epoch and d["seq"] <= self.seq:
                 self.stats["stale"] += 1
+            elif not self.pending and any(d is t for t in triggers) and \
+                    (d["epoch"] != self.epoch or d["seq"] > self.seq + 1):
+                # It asked for this snapshot, which was taken after it
+                # arrived and still does not follow it: no commit sent it
+                # (a forgery on an unsigned channel). Asking again would
+                # loop.
+                self.stats["bogus"] += 1
             else:
                 self.apply_diff(d)
+        self.in_snapshot = False
         self._emit("sync", self.list())
         for fut in self._waiters:
             if not fut.done():
@@ -218,11 +235,13 @@ class Room:
             reason = "epoch" if diff["epoch"] != self.epoch else "gap"
             self.stats["epoch_changes" if reason == "epoch" else "gaps"] += 1
             self._buffer.append(diff)
+            self._triggers.append(diff)
             self._want_snapshot(reason)
             self._resync(self, reason)
             return
         self.seq = diff["seq"]
         self.stats["applied"] += 1
+        self.last_diff = diff
         self._change(diff)
 
     def _change(self, diff):

@@ -55,11 +55,14 @@ class Subscriber:
     """
 
     def __init__(self, conninfo="", *, signing_keys=None, delivery=None, channel=None, shards=False,
-                 application_name="presence-client", keepalive=10.0):
+                 application_name="presence-client", listen_application_name=None, on_feed=None,
+                 keepalive=10.0):
         self.conninfo = conninfo
         self.delivery = delivery
         self.shards = shards
         self.application_name = application_name
+        self.listen_application_name = listen_application_name or application_name
+        self.on_feed = on_feed  # on_feed(topics, live): a LISTEN connection went down or came back
         self.keepalive = keepalive
         self.feed = Feed(signing_keys=env_signing_keys() if signing_keys is None else signing_keys,
                          channel=channel or "tep_broadcast", resync=self._room_resync)
@@ -136,6 +139,10 @@ class Subscriber:
     def live(self):
         return all(lis.live for lis in self._listeners.values())
 
+    def shard_status(self):
+        """[{"connstr", "live"}] of every LISTEN connection (shard mode)."""
+        return [{"connstr": c, "live": lis.live} for c, lis in self._listeners.items()]
+
     def channels(self):
         """The channels LISTENed now, over all LISTEN connections."""
         return sorted(set().union(*(lis.channels for lis in self._listeners.values() if lis.live)))
@@ -182,7 +189,7 @@ class Subscriber:
     async def _listen(self, lis, settings=False):
         """Connects lis, reads the server's settings (the first time),
         LISTENs on its channels."""
-        conn = await connect(lis.conninfo, self.application_name)
+        conn = await connect(lis.conninfo, self.listen_application_name)
         try:
             if settings:
                 rows = await (await conn.execute(
@@ -221,10 +228,14 @@ class Subscriber:
             return
         log.warning("presence: LISTEN connection %s lost; reconnecting with backoff", lis.conninfo or "(default)")
         lis.channels = set()
+        down = []
         for topic, room in self.feed.rooms.items():
             if self._listener_of(topic) is lis:
                 room.gen += 1  # a snapshot in flight is dropped: asked again once LISTEN is back
                 self._pending.pop(topic, None)
+                down.append(topic)
+        if self.on_feed:
+            self.on_feed(down, False)
         self._spawn(self._reconnect(lis))
 
     async def _reconnect(self, lis):
@@ -238,9 +249,11 @@ class Subscriber:
                 continue
             self.stats["reconnects"] += 1
             log.warning("presence: LISTEN connection back; resyncing its rooms")
-            for topic, room in list(self.feed.rooms.items()):
-                if self._listener_of(topic) is lis:
-                    room.reconnected()
+            up = [t for t in self.feed.rooms if self._listener_of(t) is lis]
+            for topic in up:
+                self.feed.rooms[topic].reconnected()
+            if self.on_feed:
+                self.on_feed(up, True)
             return
 
     # --- snapshots ---------------------------------------------------------

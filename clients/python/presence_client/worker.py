@@ -32,15 +32,19 @@ class Worker:
     Calls raise PresenceError (with .sqlstate) when the server refuses.
     """
 
-    def __init__(self, conninfo="", *, name="presence", worker_id=None, lease=None,
-                 application_name=None, keepalive=10.0):
+    def __init__(self, conninfo="", *, name="presence", worker_id=None, lease=None, shards=False,
+                 application_name=None, calls_application_name=None, keepalive=10.0):
         if lease is not None and not isinstance(lease, datetime.timedelta):
             raise TypeError("lease must be a datetime.timedelta")
         self.conninfo = conninfo
         self.name = name
         self.id = worker_id or f"{name}-{socketlib.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.lease = lease
+        if shards and lease is None:
+            raise TypeError("shards need a leased worker: pass lease")
+        self.shards = shards
         self.application_name = application_name or f"presence-worker:{name}"
+        self.calls_application_name = calls_application_name or self.application_name + ":calls"
         self.keepalive = keepalive
         self.stats = {"restarts": 0, "retracks": 0, "retrack_failures": 0}
         self._handlers = {e: [] for e in WORKER_EVENTS}
@@ -55,6 +59,7 @@ class Worker:
         self._heartbeat = None
         self._restarting = None
         self._native_expiry = False
+        self._takeover = False
 
     def on(self, event, callback):
         if event not in self._handlers:
@@ -73,20 +78,24 @@ class Worker:
 
     async def start(self):
         self._ready = asyncio.get_running_loop().create_future()
+        (self._native_expiry, self._takeover), = await self._call(
+            """SELECT to_regprocedure('presence_set_status(text,integer,text,text,timestamptz,text)') IS NOT NULL,
+                      EXISTS (SELECT FROM pg_proc WHERE proname = 'presence_worker_start'
+                                 AND 'takeover' = ANY (proargnames))""", wait=False)
         await self._register()
-        rows = await self._call("SELECT to_regprocedure("
-                                "'presence_set_status(text,integer,text,text,timestamptz,text)') IS NOT NULL",
-                                wait=False)
-        self._native_expiry = rows[0][0]
         return self
 
-    async def _register(self):
+    async def _register(self, again=False):
         conn = await connect(self.conninfo, self.application_name)
+        # Our own id whose connection was lost: taken over even if the old
+        # backend has not exited yet (where the server knows takeover).
+        takeover = ", takeover => true" if again and self._takeover else ""
         try:
             if self.lease is None:
-                await conn.execute("SELECT presence_worker_start(%s)", (self.id,))
+                await conn.execute(f"SELECT presence_worker_start(%s{takeover})", (self.id,))
             else:
-                await conn.execute("SELECT presence_worker_start(%s, %s::interval)", (self.id, self.lease))
+                await conn.execute(f"SELECT presence_worker_start(%s, %s::interval{takeover})",
+                                   (self.id, self.lease))
         except BaseException as e:
             await conn.close()
             raise PresenceError.of(e) if isinstance(e, psycopg.Error) else e
@@ -131,7 +140,7 @@ class Worker:
                     return
                 await asyncio.sleep(backoff(attempt))
                 try:
-                    await self._register()
+                    await self._register(again=True)
                     break
                 except (PresenceError, psycopg.Error, OSError) as e:
                     log.warning("presence: worker %s: registering again failed: %s", self.id, e)
@@ -200,7 +209,7 @@ class Worker:
         async with self._calls_lock:
             try:
                 if self._calls is None or self._calls.closed:
-                    self._calls = await connect(self.conninfo, self.application_name + ":calls")
+                    self._calls = await connect(self.conninfo, self.calls_application_name)
                 cur = await self._calls.execute(query, params)
                 return await cur.fetchall()
             except psycopg.Error as e:
@@ -288,10 +297,18 @@ class Worker:
 
     async def untrack_socket(self, socket):
         """The socket leaves every topic (it closed); entries dropped."""
+        topics = [k[0] for k in self._entries if k[1] == socket]
         for key in [k for k in self._entries if k[1] == socket]:
             del self._entries[key]
         fd = self._fds.pop(socket, None)
         if fd is None:
             return 0
+        if self.shards:
+            # presence_untrack_by_fd would skip a shard that is down
+            n = 0
+            for topic in topics:
+                (ok,), = await self._call("SELECT presence_untrack(%s, %s, %s)", (topic, fd, self.id))
+                n += ok
+            return n
         (n,), = await self._call("SELECT presence_untrack_by_fd(%s, %s)", (fd, self.id))
         return n

@@ -86,6 +86,25 @@ class Views(unittest.TestCase):
         r.apply_diff(diff(seq=4, kind="leave"))
         self.assertEqual(seen, ["join", "update", "update", "leave"])
 
+    def test_a_diff_no_snapshot_follows_does_not_loop(self):
+        """A gap or another epoch asks for a snapshot; when the snapshot,
+        taken after that diff arrived, still does not reach it, the diff was
+        never committed (forged on an unsigned channel): it is dropped, not
+        asked about again and again."""
+        for bad in (diff(seq=9), diff(seq=6, epoch="other")):
+            r = Room("t")
+            asked = []
+            r._resync = lambda room, reason: asked.append(reason)
+            r.begin_snapshot()
+            r.apply_snapshot({"topic": "t", "seq": 5, "epoch": "e", "entries": []})
+            r.apply_diff(bad)
+            self.assertTrue(r.pending)
+            r.apply_snapshot({"topic": "t", "seq": 5, "epoch": "e", "entries": []})
+            self.assertFalse(r.pending, bad)
+            self.assertEqual((len(asked), r.stats["bogus"], len(r)), (1, 1, 0))
+            r.apply_diff(diff(seq=6))
+            self.assertEqual((r.seq, len(r)), (6, 1), "the real next diff is applied")
+
 
 if __name__ == "__main__":
     unittest.main()
