@@ -5,8 +5,8 @@
 # line "N passed, N failed" summing all suites.  Exits non-zero on any
 # failure.  The suites: make installcheck's three (REGRESS and ISOLATION on
 # one cluster, with pgTAP; TAP_TESTS, the integration files, each starting
-# its own), the gateway's npm test, the end-to-end test, the upgrades and
-# the shards (PL/Proxy).
+# its own), the Python client's tests, the gateway's npm test, the
+# end-to-end test, the upgrades and the shards (PL/Proxy).
 set -u
 PRESENCE_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$PRESENCE_ROOT"
@@ -100,7 +100,15 @@ echo "== integration"
 bash test/integration/run.sh >"$OUT/integration.log" 2>&1
 record_script integration "$OUT/integration.log" $?
 
-# 5 and 6: the gateway's unit tests (npm test in examples/gateway: node
+# 5. clients/python (issue 20): the conformance cases and units, then the
+# client against a cluster of its own (port 55460): churn with the watch
+# tool, LISTEN terminated, a restart, a forgery, Workers killed and cut
+# off.  Debian's python3-psycopg, on every major (the chroots too).
+echo "== python client"
+bash clients/python/run.sh >"$OUT/python-client.log" 2>&1
+record_script python-client "$OUT/python-client.log" $?
+
+# 6 and 7: the gateway's unit tests (npm test in examples/gateway: node
 # --test, no database, no browser; node --test's TAP ends with "# pass N",
 # "# fail N", "# cancelled N"), then end to end: two gateways and pages in
 # headless Chromium.  PRESENCE_SKIP_E2E=1 (CI's other majors, in chroots
