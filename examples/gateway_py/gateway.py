@@ -198,7 +198,8 @@ class Gateway:
                 self.hello(conn)
 
     async def track(self, conn):
-        await self.worker.track(conn.topic, conn.sock, conn.principal, conn.kind, conn.agent_id, conn.meta)
+        identity = {"principal": conn.principal, "agent": conn.agent_id}
+        await self.worker.track(conn.topic, conn.sock, identity, conn.meta)
         conn.tracked = True
         self.hello(conn)
 

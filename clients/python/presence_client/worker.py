@@ -18,6 +18,15 @@ STATES = ("available", "busy", "blocked")
 WORKER_EVENTS = ("restart", "retrack_failed", "lost")
 
 
+def identity_of(identity):
+    if isinstance(identity, str):
+        return {"principal": identity, "kind": "human", "agent_id": ""}
+    if isinstance(identity, dict) and isinstance(identity.get("principal"), str):
+        agent = identity.get("agent") or ""
+        return {"principal": identity["principal"], "kind": "agent_for" if agent else "human", "agent_id": agent}
+    raise TypeError('identity must be a principal id or {"principal": ..., "agent": ...}')
+
+
 class Worker:
     """An app worker: registers an id (``<name>-<host>-<pid>-<random>``
     unless worker_id is given) on a dedicated connection, bound to it (or,
@@ -223,9 +232,11 @@ class Worker:
             (topic, self.fd_of(sock), e["principal"], e["kind"], e["agent_id"], self.id, json.dumps(e["meta"])))
         return new
 
-    async def track(self, topic, socket, principal, kind="human", agent_id="", meta=None):
-        """The socket joins topic; True when the entry is new."""
-        e = {"principal": principal, "kind": kind, "agent_id": agent_id, "meta": meta or {}, "status": None}
+    async def track(self, topic, socket, identity, meta=None):
+        """The socket joins topic as identity: a principal id ("user:42", a
+        human) or {"principal": "user:42", "agent": "summarizer-bot"} (an
+        agent acting for user:42). True when the entry is new."""
+        e = dict(identity_of(identity), meta=meta or {}, status=None)
         new = await self._track_call(topic, socket, e)
         self._entries.setdefault((topic, socket), e)
         return new

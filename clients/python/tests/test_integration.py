@@ -29,9 +29,9 @@ async def churn(worker, stop, rnd, counts):
         op = rnd.random()
         try:
             if op < 0.35:
-                kind = rnd.choice(["human", "human", "agent_for"])
-                await worker.track(topic, sock, f"user:{rnd.randrange(5)}", kind,
-                                   "bot-🤖" if kind == "agent_for" else "", {"n": rnd.randrange(100)})
+                who = f"user:{rnd.randrange(5)}"
+                await worker.track(topic, sock, rnd.choice([who, who, {"principal": who, "agent": "bot-🤖"}]),
+                                   {"n": rnd.randrange(100)})
             elif op < 0.6:
                 exp = rnd.choice([None, datetime.timedelta(seconds=1), datetime.timedelta(hours=1)])
                 await worker.set_status(topic, sock, rnd.choice(["busy", "blocked", "available"]), "ñ", exp)

@@ -68,8 +68,8 @@ class WorkerTest(unittest.IsolatedAsyncioTestCase):
         w = await Worker(name="retrack").start()
         restarted = asyncio.Event()
         w.on("restart", lambda wid: restarted.set())
-        await w.track("room:retrack", "tab-1", "user:ann", meta={"name": "Ann"})
-        await w.track("room:retrack", "bot", "user:ann", "agent_for", "summarizer")
+        await w.track("room:retrack", "tab-1", "user:ann", {"name": "Ann"})
+        await w.track("room:retrack", "bot", {"principal": "user:ann", "agent": "summarizer"})
         await w.set_status("room:retrack", "tab-1", "blocked", "on a call", datetime.timedelta(hours=1))
         before = await table_view(self.db, "room:retrack")
         self.assertEqual(len(before), 2)
@@ -116,8 +116,10 @@ class WorkerTest(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(cm.exception.sqlstate, "22023")
             self.assertIn("state", cm.exception.message)
             with self.assertRaises(PresenceError) as cm:
-                await w.track("room:calls", "c", "user:c", "agent_for")
+                await w.track("room:calls", "c", {"principal": "user:c", "agent": "x" * 300})
             self.assertEqual(cm.exception.sqlstate, "22023")
+            with self.assertRaises(TypeError):
+                await w.track("room:calls", "c", 42)
             self.assertFalse(await w.set_status("room:calls", "nobody", "busy"), "not tracked")
             self.assertTrue(await w.set_meta("room:calls", "b", {"name": "Bé"}))
             (meta,), = await rows(self.db, "SELECT meta FROM presence_find_entry('room:calls', 2, %s)", (w.id,))
