@@ -139,6 +139,10 @@ unset E2E_GATEWAY_CMD
 # broadcast then topic delivery; test/e2e/shards.test.js.  Where PL/Proxy is not installed, said and left
 # out.
 if [ "${E2E_SHARDS:-1}" = 1 ] && shards_has_plproxy; then
+	for gw in $GATEWAYS; do
+	E2E_GATEWAY_CMD=
+	[ "$gw" = python ] && E2E_GATEWAY_CMD="/usr/bin/python3 $ROOT/examples/gateway_py/gateway.py"
+	export E2E_GATEWAY_CMD
 	for mode in ${E2E_SHARD_MODES:-broadcast topic}; do
 		shards_start /tmp/presence-e2e-shards 55474 3 "presence.delivery = '$mode'" &&
 			shards_proxy_db proxy presence || fail_setup "shard clusters"
@@ -146,10 +150,10 @@ if [ "${E2E_SHARDS:-1}" = 1 ] && shards_has_plproxy; then
 		PGHOST=/tmp/presence-e2e-shards/proxy/sock PGPORT=55474 PGDATABASE=proxy PGUSER=postgres \
 			PRESENCE_DELIVERY=$mode timeout 300 node --test "${node_opts[@]}" \
 			--test-reporter=spec --test-reporter-destination=stdout \
-			--test-reporter=tap --test-reporter-destination="$ART/results-shards-$mode.tap" \
+			--test-reporter=tap --test-reporter-destination="$ART/results-shards-$gw-$mode.tap" \
 			test/e2e/shards.test.js
 		pass_rc=$?
-		echo "e2e (shards, $mode delivery): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
+		echo "e2e (shards, $gw gateway, $mode delivery): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
 		if [ "$pass_rc" != 0 ]; then
 			rc=$pass_rc
 			for f in "$ART"/gw-shard-*.log; do
@@ -157,6 +161,7 @@ if [ "${E2E_SHARDS:-1}" = 1 ] && shards_has_plproxy; then
 			done
 		fi
 		shards_stop
+	done
 	done
 elif [ "${E2E_SHARDS:-1}" = 1 ]; then
 	echo "e2e (shards): skipped, no PL/Proxy for PostgreSQL $PRESENCE_PG_MAJOR"
