@@ -131,7 +131,7 @@ class Gateway:
 
     def room(self, topic):
         known = topic in self.sub.feed.rooms
-        room = self.sub.subscribe(topic)
+        room = self.sub.room(topic)
         if not known:
             for ev in ("join", "leave", "update"):
                 room.on(ev, lambda *_, room=room: self.relay(room))

@@ -2,7 +2,7 @@
 
     from presence_client import Subscriber, Worker
 
-Subscriber: one LISTEN connection per process; subscribe(topic) gives a
+Subscriber: one LISTEN connection per process; room(topic) gives a
 Room kept exact (snapshot, then diffs; resync on a gap, another epoch or a
 lost connection; signatures checked). Worker: an app worker that tracks the
 app's sockets and registers again when its connection is lost.

@@ -105,9 +105,10 @@ class Subscriber:
         self._spawn(self._syncer())
         return self
 
-    def subscribe(self, topic):
-        """The topic's Room; its snapshot is taken in the background (await
-        room.wait_synced() for it). Subscribing again returns the same room."""
+    def room(self, topic):
+        """The topic's Room, at once (to attach handlers before its first
+        sync); its snapshot is taken in the background (await
+        room.wait_synced() for it). Asking again returns the same room."""
         check_topic(topic)
         room = self.feed.rooms.get(topic)
         if room is None:
@@ -115,6 +116,17 @@ class Subscriber:
             room.begin_snapshot()
             self._request(room, "subscribe")
         return room
+
+    async def subscribe(self, topic):
+        """The topic's Room, once it has applied its first snapshot."""
+        room = self.room(topic)
+        await room.wait_synced()
+        return room
+
+    def counters(self):
+        """Dropped diffs (forged, unsigned, stale, malformed), gaps, epoch
+        changes, reconnects, resyncs, snapshots, ..."""
+        return {**self.feed.stats, **self.stats}
 
     async def unsubscribe(self, topic):
         self._pending.pop(topic, None)

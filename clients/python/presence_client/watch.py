@@ -4,13 +4,16 @@ Prints one JSON line per applied change, {"topic", "epoch", "seq", "event",
 "count"}, and when it exits (after --exit-after, SIGINT or SIGTERM) one
 line per topic, {"final": true, "topic", "epoch", "seq", "entries"}, the
 entries sorted by (worker_id, fd). Connection from libpq's environment,
-signing key from PRESENCE_SIGNING_KEY (and _PREVIOUS).
+signing key from PRESENCE_SIGNING_KEY (and _PREVIOUS), delivery from the
+server's presence.delivery unless PRESENCE_DELIVERY (broadcast or topic)
+says. Warnings, and the counters at exit, go to stderr.
 """
 
 import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -36,11 +39,11 @@ async def main(argv=None):
     p.add_argument("topics", nargs="+", metavar="TOPIC")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="presence-watch: %(message)s")
-    sub = Subscriber(application_name="presence-watch")
+    sub = Subscriber(application_name="presence-watch", delivery=os.environ.get("PRESENCE_DELIVERY") or None)
     await sub.start()
     rooms = []
     for topic in dict.fromkeys(args.topics):
-        room = sub.subscribe(topic)
+        room = sub.room(topic)
 
         def emit(event, room=room):
             line({"topic": room.topic, "epoch": room.epoch, "seq": room.seq, "event": event, "count": len(room)})
@@ -58,6 +61,7 @@ async def main(argv=None):
         pass
     for room in rooms:
         line(final(room))
+    sys.stderr.write(f"presence-watch: {json.dumps(sub.counters())}\n")
     await sub.close()
 
 

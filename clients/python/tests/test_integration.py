@@ -117,7 +117,10 @@ class Churn(unittest.IsolatedAsyncioTestCase):
 
         stop.set()
         await asyncio.gather(*tasks)
-        await asyncio.sleep(1.6)  # statuses with a 1 s expiry are reset by the sweep
+        # quiet: the statuses with a 1 s expiry reset by the sweep, then the
+        # watch tool at every topic's seq (or it never gets there: a failure)
+        await wait_for(lambda: no_short_statuses(db), what="the short statuses to expire")
+        await wait_for(lambda: watch_at_seqs(db, watch), what="the watch tool at every topic's seq")
         finals, err = await watch.finish()
         self.assertEqual(watch.proc.returncode, 0, err)
         self.assertGreater(counts["ok"], 100, counts)
@@ -141,6 +144,18 @@ class Churn(unittest.IsolatedAsyncioTestCase):
 
     async def test_topic_delivery(self):
         await self.scenario("topic")
+
+
+async def no_short_statuses(db):
+    (n,), = await rows(db, """SELECT count(*) FROM tep_presence WHERE topic = ANY (%s)
+                               AND status_until BETWEEN 1 AND extract(epoch FROM now()) + 60""", (TOPICS,))
+    return n == 0
+
+
+async def watch_at_seqs(db, watch):
+    last = {ln["topic"]: ln["seq"] for ln in watch.lines if "event" in ln}
+    seqs = await rows(db, "SELECT t, (presence_snapshot(t)->>'seq')::bigint FROM unnest(%s::text[]) t", (TOPICS,))
+    return all(last.get(t) == seq for t, seq in seqs)
 
 
 async def _other(db, old):

@@ -39,7 +39,7 @@ class SubscriberTest(unittest.IsolatedAsyncioTestCase):
         sub = await Subscriber(signing_keys=[], application_name="py-sub-test").start()
         w = await Worker(name="subtest").start()
         try:
-            rooms = [sub.subscribe(t) for t in TOPICS]
+            rooms = [sub.room(t) for t in TOPICS]
             for r in rooms:
                 await r.wait_synced()
             server = [c for (c,) in await rows(self.db, "SELECT presence_channel(t) FROM unnest(%s::text[]) t",

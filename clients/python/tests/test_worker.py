@@ -38,7 +38,7 @@ class WorkerTest(unittest.IsolatedAsyncioTestCase):
         await self.db.close()
 
     async def test_killed_with_9_its_entries_leave(self):
-        rooms = [self.sub.subscribe(t) for t in ("room:k9", "room:k9 ☕")]
+        rooms = [self.sub.room(t) for t in ("room:k9", "room:k9 ☕")]
         for r in rooms:
             await r.wait_synced()
         proc = await asyncio.create_subprocess_exec(PYTHON, "-c", GATEWAY, env=dict(os.environ, PYTHONPATH=HERE),
@@ -63,7 +63,7 @@ class WorkerTest(unittest.IsolatedAsyncioTestCase):
                 await proc.wait()
 
     async def test_dedicated_connection_terminated_registers_again(self):
-        room = self.sub.subscribe("room:retrack")
+        room = self.sub.room("room:retrack")
         await room.wait_synced()
         w = await Worker(name="retrack").start()
         restarted = asyncio.Event()
