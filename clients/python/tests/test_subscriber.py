@@ -73,6 +73,45 @@ class SubscriberTest(unittest.IsolatedAsyncioTestCase):
             await w.stop()
             await sub.close()
 
+    async def test_snapshot_many_where_the_server_has_it(self):
+        """presence_snapshot_many(text[]) (issue 23) answers a resync of
+        every room in one call where it exists (else a stand-in that logs
+        its calls shows it)."""
+        (real,), = await rows(self.db, "SELECT to_regprocedure('presence_snapshot_many(text[])') IS NOT NULL")
+        if not real:
+            await self.db.execute("""
+                CREATE TABLE py_many_calls (topics text[]);
+                CREATE FUNCTION presence_snapshot_many(topics text[]) RETURNS SETOF json LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO py_many_calls VALUES (topics);
+                    RETURN QUERY SELECT presence_snapshot(t) FROM unnest(topics) AS t;
+                END $$""")
+        sub = await Subscriber(signing_keys=[], application_name="py-sub-many").start()
+        w = await Worker(name="many").start()
+        try:
+            rooms = [sub.room(t) for t in TOPICS]
+            for r in rooms:
+                await r.wait_synced()
+            self.assertTrue(sub._has_many)
+            (pid,), = await rows(self.db, """SELECT pid FROM pg_stat_activity WHERE application_name = 'py-sub-many'
+                                              AND query LIKE 'LISTEN%%'""")
+            await self.db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            for i, t in enumerate(TOPICS):  # while it is away
+                await w.track(t, "s", f"user:{i}")
+            await wait_for(lambda: asyncio.sleep(0, all(len(r) == 1 and not r.pending for r in rooms)),
+                           what="the resync")
+            for r in rooms:
+                self.assertEqual([e["principal"] for e in r.list()],
+                                 [e["principal"] for e in await table_view(self.db, r.topic)])
+            if not real:
+                calls = [sorted(t) for (t,) in await rows(self.db, "SELECT topics FROM py_many_calls")]
+                self.assertEqual(calls[-1], sorted(TOPICS), "the resync: every room in one call")
+                self.assertEqual(sorted(t for c in calls for t in c), sorted(TOPICS * 2), "and nothing else")
+        finally:
+            await w.stop()
+            await sub.close()
+            if not real:
+                await self.db.execute("DROP FUNCTION presence_snapshot_many(text[]); DROP TABLE py_many_calls")
 
 if __name__ == "__main__":
     unittest.main()
