@@ -72,8 +72,8 @@ class Feed:
             self._malformed(channel, e)
             return None
         room = self.rooms.get(topic) if topic is not None else None
-        if room is None:
-            return None  # another topic, or another Tep broadcast topic
+        if room is None or (self.topic_delivery and wire.channel_of(topic) != channel):
+            return None  # another topic, or another Tep broadcast topic, or not its channel
         text = wire.decode(payload)[1]
         try:
             diff = wire.parse_diff(topic, text)

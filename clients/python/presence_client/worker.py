@@ -68,7 +68,9 @@ class Worker:
         self._heartbeat = None
         self._restarting = None
         self._native_expiry = False
+        self._native_interval = False
         self._takeover = False
+        self._generation = 0  # registrations so far
 
     def on(self, event, callback):
         if event not in self._handlers:
@@ -87,8 +89,9 @@ class Worker:
 
     async def start(self):
         self._ready = asyncio.get_running_loop().create_future()
-        (self._native_expiry, self._takeover), = await self._call(
+        (self._native_expiry, self._native_interval, self._takeover), = await self._call(
             """SELECT to_regprocedure('presence_set_status(text,integer,text,text,timestamptz,text)') IS NOT NULL,
+                      to_regprocedure('presence_set_status(text,integer,text,text,interval,text)') IS NOT NULL,
                       EXISTS (SELECT FROM pg_proc WHERE proname = 'presence_worker_start'
                                  AND 'takeover' = ANY (proargnames))""", wait=False)
         await self._register()
@@ -108,6 +111,7 @@ class Worker:
         except BaseException as e:
             await conn.close()
             raise PresenceError.of(e) if isinstance(e, psycopg.Error) else e
+        self._generation += 1
         self._dedicated = Watched(conn, on_lost=lambda w: self._lost("connection lost"),
                                   keepalive=None if self.lease else self.keepalive)
         if self.lease is not None:
@@ -226,6 +230,24 @@ class Worker:
                     await self._calls.close()
                 raise PresenceError.of(e) from None
 
+    async def _spanning(self, fn):
+        """fn() under the current registration: run again when it spanned a
+        re-registration (the server may have dropped what it did with the
+        lost one's entries), or failed while the worker was being lost."""
+        await asyncio.shield(self._ready)
+        gen = self._generation
+        try:
+            result = await fn()
+        except PresenceError:
+            if self._ready.done() and gen == self._generation:
+                raise
+            await asyncio.shield(self._ready)
+            return await fn()
+        if gen != self._generation:
+            await asyncio.shield(self._ready)
+            result = await fn()
+        return result
+
     async def _track_call(self, topic, sock, e):
         (new,), = await self._call(
             "SELECT presence_track(%s, %s, %s, %s, %s, %s, %s::jsonb)",
@@ -237,7 +259,7 @@ class Worker:
         human) or {"principal": "user:42", "agent": "summarizer-bot"} (an
         agent acting for user:42). True when the entry is new."""
         e = dict(identity_of(identity), meta=meta or {}, status=None)
-        new = await self._track_call(topic, socket, e)
+        new = await self._spanning(lambda: self._track_call(topic, socket, e))
         self._entries.setdefault((topic, socket), e)
         return new
 
@@ -258,24 +280,28 @@ class Worker:
     async def _status_call(self, topic, sock, state, note, expires):
         """(found, the deadline as the server computed it, or None)."""
         deadline, params = self._deadline(expires)
-        # until_ts as epoch seconds (1.1 on main), or the moment itself
-        # where presence_set_status takes a timestamptz
+        # The duration or the moment itself where presence_set_status takes
+        # an interval or a timestamptz, else until_ts as epoch seconds.
+        # d, the moment, is kept to set the status again after a restart.
+        args = []
         if not params:
             until = "0::bigint"
+        elif isinstance(expires, datetime.timedelta) and self._native_interval:
+            until, args = "%s::interval", params
         elif self._native_expiry:
             until = "d"
         else:
             until = "ceil(extract(epoch FROM d))::bigint"
         (ok, d), = await self._call(
             f"SELECT presence_set_status(%s, %s, %s, %s, {until}, %s), d FROM (SELECT {deadline} AS d) s",
-            [topic, self.fd_of(sock), state, note, self.id] + params)
+            [topic, self.fd_of(sock), state, note] + args + [self.id] + params)
         return ok, d
 
     async def set_status(self, topic, socket, state, note="", expires=None):
         """The socket's status in topic; expires: a datetime, a timedelta
         from now, or None. False when the socket is not tracked there."""
         self._deadline(expires)  # refuses numbers before anything is sent
-        ok, until = await self._status_call(topic, socket, state, note, expires)
+        ok, until = await self._spanning(lambda: self._status_call(topic, socket, state, note, expires))
         e = self._entries.get((topic, socket))
         if ok and e:
             e["status"] = {"state": state, "note": note, "until": until}
@@ -289,8 +315,8 @@ class Worker:
         return ok
 
     async def set_meta(self, topic, socket, meta):
-        (ok,), = await self._call("SELECT presence_set_meta(%s, %s, %s::jsonb, %s)",
-                                  (topic, self.fd_of(socket), json.dumps(meta), self.id))
+        (ok,), = await self._spanning(lambda: self._call("SELECT presence_set_meta(%s, %s, %s::jsonb, %s)",
+                                                         (topic, self.fd_of(socket), json.dumps(meta), self.id)))
         e = self._entries.get((topic, socket))
         if ok and e:
             e["meta"] = meta

@@ -130,6 +130,39 @@ class WorkerTest(unittest.IsolatedAsyncioTestCase):
         finally:
             await w.stop()
 
+    async def test_expiry_as_a_moment_where_the_server_takes_one(self):
+        """Where presence_set_status takes a timestamptz (in flight
+        elsewhere; a stand-in here until then), the Worker passes the moment
+        itself, never seconds."""
+        sig = "presence_set_status(text,integer,text,text,timestamptz,text)"
+        (real,), = await rows(self.db, "SELECT to_regprocedure(%s) IS NOT NULL", (sig,))
+        if not real:
+            await self.db.execute("""
+                CREATE TABLE py_moment_calls (until timestamptz);
+                CREATE FUNCTION presence_set_status(topic text, fd integer, state text, note text,
+                                                    until timestamptz, worker_id text) RETURNS boolean
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO py_moment_calls VALUES (until);
+                    RETURN presence_set_status(topic, fd, state, note, ceil(extract(epoch FROM until))::bigint,
+                                               worker_id);
+                END $$""")
+        w = await Worker(name="moment").start()
+        try:
+            await w.track("room:moment", "a", "user:a")
+            at = datetime.datetime(2031, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+            self.assertTrue(await w.set_status("room:moment", "a", "busy", "x", at))
+            self.assertTrue(await w.set_status("room:moment", "a", "busy", "y", None))
+            (until,), = await rows(self.db, "SELECT status_until FROM presence_find_entry('room:moment', 1, %s)",
+                                   (w.id,))
+            self.assertEqual(until, 0, "no expiry")
+            if not real:
+                self.assertEqual([u for (u,) in await rows(self.db, "SELECT until FROM py_moment_calls")], [at])
+        finally:
+            await w.stop()
+            if not real:
+                await self.db.execute(f"DROP FUNCTION {sig}; DROP TABLE py_moment_calls")
+
 
 if __name__ == "__main__":
     unittest.main()
