@@ -100,15 +100,14 @@ echo "== integration"
 bash test/integration/run.sh >"$OUT/integration.log" 2>&1
 record_script integration "$OUT/integration.log" $?
 
-# 5. clients/python (issue 20): the conformance cases and units, then the
-# client against a cluster of its own (port 55460): churn with the watch
-# tool, LISTEN terminated, a restart, a forgery, Workers killed and cut
-# off.  Debian's python3-psycopg, on every major (the chroots too).
-echo "== python client"
-bash clients/python/run.sh >"$OUT/python-client.log" 2>&1
-record_script python-client "$OUT/python-client.log" $?
+# The Python client (clients/python): the conformance cases and units, then
+# against a cluster of its own (test/clients/python.sh; port 55460).
+# Debian's python3-psycopg, so on every major (the chroots too).
+echo "== client-python"
+bash test/clients/python.sh >"$OUT/client-python.log" 2>&1
+record_script client-python "$OUT/client-python.log" $?
 
-# 6 and 7: the gateway's unit tests (npm test in examples/gateway: node
+# 5 and 6: the gateway's unit tests (npm test in examples/gateway: node
 # --test, no database, no browser; node --test's TAP ends with "# pass N",
 # "# fail N", "# cancelled N"), then end to end: two gateways and pages in
 # headless Chromium.  PRESENCE_SKIP_E2E=1 (CI's other majors, in chroots

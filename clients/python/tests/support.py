@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def needs_cluster(cls):
-    return unittest.skipUnless(CLUSTER, "no test cluster (run through clients/python/run.sh)")(cls)
+    return unittest.skipUnless(CLUSTER, "no test cluster (run through test/clients/python.sh)")(cls)
 
 
 def pg_ctl(*args):

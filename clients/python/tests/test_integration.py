@@ -1,4 +1,4 @@
-"""Against a real server (clients/python/run.sh starts it, signing on):
+"""Against a real server (test/clients/python.sh starts it, signing on):
 six topics churned by two Workers while the watch tool follows them; its
 LISTEN backend terminated twice, the server restarted (a new epoch), a
 forged diff with the next seq sent by a CONNECT-only role.  Every room's

@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# clients/python's tests: the conformance cases and unit tests (no
-# database), then the integration tests against a real server: a cluster
-# of its own (port PY_PG_PORT, 55460; presence preloaded, swept every
-# 200 ms, diffs signed) that the tests restart.  Assumes the extension is
-# built and installed.  Last line: "N passed, N failed".
+# The Python client's tests (clients/python): the conformance cases of
+# test/conformance and unit tests (no database), then the integration tests
+# against a cluster of its own (port PY_PG_PORT, 55460; presence preloaded,
+# swept every 200 ms, diffs signed) that the tests restart.  Assumes the
+# extension is built and installed.  Last line: "N passed, N failed".
 #
-#   bash clients/python/run.sh                       # all of them
-#   bash clients/python/run.sh tests.test_worker     # some (unittest names)
+#   bash test/clients/python.sh                       # all of them
+#   bash test/clients/python.sh tests.test_worker     # some (unittest names)
 set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$ROOT/clients/python
 cd "$ROOT"
 . test/lib/cluster.sh
 
 # Debian's Python and psycopg (never PyPI): /usr/bin/python3 also where
 # another python3 comes first on PATH.
 ensure_packages python3 python3-psycopg >/dev/null || { echo "apt-get install python3-psycopg failed"; echo "0 passed, 1 failed"; exit 1; }
+echo "clients/python: ${PYTHON:-/usr/bin/python3} $(${PYTHON:-/usr/bin/python3} -c 'import sys, psycopg; print(sys.version.split()[0], "psycopg", psycopg.__version__)')"
 PYTHON=${PYTHON:-/usr/bin/python3}
 CLUSTER=${PY_CLUSTER:-/tmp/presence-py}
 PORT=${PY_PG_PORT:-55460}
