@@ -20,8 +20,11 @@ def backoff(attempt, lo=BACKOFF_MIN, hi=BACKOFF_MAX):
 
 
 async def connect(conninfo, application_name):
+    # TCP keepalives: a silently dead peer is noticed in about 25 s, not
+    # after the kernel's two hours (libpq ignores them on Unix sockets)
     return await psycopg.AsyncConnection.connect(
-        conninfo, autocommit=True, application_name=application_name, client_encoding="UTF8")
+        conninfo, autocommit=True, application_name=application_name, client_encoding="UTF8",
+        keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
 
 
 class Watched:
