@@ -133,15 +133,11 @@ class Gateway:
         known = topic in self.sub.feed.rooms
         room = self.sub.room(topic)
         if not known:
-            for ev in ("join", "leave", "update"):
-                room.on(ev, lambda *_, room=room: self.relay(room))
+            room.on("diff", lambda d, room=room: self.relay(room, d))
             room.on("sync", lambda _entries, room=room: self.synced(room))
         return room
 
-    def relay(self, room):
-        if room.in_snapshot:
-            return  # the sockets get the snapshot at the sync that follows
-        d = room.last_diff
+    def relay(self, room, d):
         for conn in self.topics.get(room.topic, ()):
             if conn.subs.get(room.topic) == "live":
                 stats["diffs_relayed"] += 1

@@ -19,13 +19,15 @@ class Feed:
     resync(room, reason): called when a room needs a fresh snapshot.
     """
 
-    def __init__(self, *, signing_keys=(), channel="tep_broadcast", topic_delivery=False, resync=None):
+    def __init__(self, *, signing_keys=(), channel="tep_broadcast", topic_delivery=False, resync=None,
+                 on_dropped=None):
         self.signing_keys = [k for k in signing_keys if k]
         self.channel = channel
         self.topic_delivery = topic_delivery
         self.rooms = {}
         self._channel_topics = {}  # topic delivery: channel -> set of topics
         self._resync = resync or (lambda room, reason: None)
+        self.on_dropped = on_dropped  # on_dropped(reason, topic, payload): forged, unsigned, malformed
         self.stats = new_stats()
 
     def room(self, topic):
@@ -55,9 +57,11 @@ class Feed:
     def _room_resync(self, room, reason):
         self._resync(room, reason)
 
-    def _malformed(self, channel, e):
+    def _malformed(self, channel, e, topic, payload):
         self.stats["malformed"] += 1
         log.warning("presence: ignoring a malformed payload on %s: %s", channel, e)
+        if self.on_dropped:
+            self.on_dropped("malformed", topic, payload)
 
     def notification(self, channel, payload):
         """One NOTIFY; returns the room it went to, or None."""
@@ -69,7 +73,7 @@ class Feed:
         try:
             topic = wire.topic_of(payload)
         except wire.WireError as e:
-            self._malformed(channel, e)
+            self._malformed(channel, e, None, payload)
             return None
         room = self.rooms.get(topic) if topic is not None else None
         if room is None or (self.topic_delivery and wire.channel_of(topic) != channel):
@@ -78,7 +82,7 @@ class Feed:
         try:
             diff = wire.parse_diff(topic, text)
         except wire.WireError as e:
-            self._malformed(channel, e)
+            self._malformed(channel, e, topic, payload)
             return None
         if self.signing_keys:
             verdict = wire.verify(text, self.signing_keys)
@@ -86,6 +90,8 @@ class Feed:
                 self.stats[verdict] += 1
                 log.warning("presence: dropping a diff on %s without a valid signature (%s): %.200s",
                             topic, verdict, payload)
+                if self.on_dropped:
+                    self.on_dropped(verdict, topic, payload)
                 return None
         room.apply_diff(diff)
         return room

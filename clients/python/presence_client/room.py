@@ -20,7 +20,7 @@ log = logging.getLogger("presence_client")
 #: the keys of an entry, with the diff's names (a snapshot entry has them too)
 ENTRY_KEYS = ("worker_id", "fd", "principal", "ekind", "agent_id", "state",
               "note", "until_ts", "meta", "since", "topic")
-EVENTS = ("sync", "join", "leave", "update")
+EVENTS = ("sync", "join", "leave", "update", "diff")
 _STATE_RANK = {"busy": 0, "available": 1}  # blocked and anything else: 2
 
 
@@ -67,8 +67,7 @@ class Room:
         self._buffer = []
         self.gen = 0  # counts snapshots asked for: a stale answer is dropped
         self.reason = None  # why the last snapshot was asked for: subscribe, gap, epoch, reconnect
-        self.in_snapshot = False  # events come from a snapshot being applied, not from a diff
-        self.last_diff = None  # the diff whose event is being emitted (a relay sends it on)
+        self._in_snapshot = False  # a snapshot is being applied (its buffer replayed)
         self._triggers = []  # the diffs that asked for the outstanding snapshot
         self._waiters = []
         self._handlers = {e: [] for e in EVENTS}
@@ -191,7 +190,7 @@ class Room:
         self.pending = False
         self.synced = True
         self.stats["snapshots"] += 1
-        self.in_snapshot = True
+        self._in_snapshot = True
         for key in sorted(old.keys() | new.keys(), key=lambda k: (k[0], k[1])):
             a, b = old.get(key), new.get(key)
             if b is None:
@@ -214,7 +213,7 @@ class Room:
                 self.stats["bogus"] += 1
             else:
                 self.apply_diff(d)
-        self.in_snapshot = False
+        self._in_snapshot = False
         self._emit("sync", self.list())
         for fut in self._waiters:
             if not fut.done():
@@ -241,7 +240,8 @@ class Room:
             return
         self.seq = diff["seq"]
         self.stats["applied"] += 1
-        self.last_diff = diff
+        if not self._in_snapshot:
+            self._emit("diff", diff)
         self._change(diff)
 
     def _change(self, diff):

@@ -56,7 +56,7 @@ class Subscriber:
 
     def __init__(self, conninfo="", *, signing_keys=None, delivery=None, channel=None, shards=False,
                  application_name="presence-client", listen_application_name=None, on_feed=None,
-                 keepalive=10.0):
+                 on_dropped=None, keepalive=10.0):
         self.conninfo = conninfo
         self.delivery = delivery
         self.shards = shards
@@ -65,7 +65,7 @@ class Subscriber:
         self.on_feed = on_feed  # on_feed(topics, live): a LISTEN connection went down or came back
         self.keepalive = keepalive
         self.feed = Feed(signing_keys=env_signing_keys() if signing_keys is None else signing_keys,
-                         channel=channel or "tep_broadcast", resync=self._room_resync)
+                         channel=channel or "tep_broadcast", resync=self._room_resync, on_dropped=on_dropped)
         self._channel_given = channel is not None
         self.stats = {"reconnects": 0, "resyncs": 0, "snapshot_queries": 0}
         self._query = None

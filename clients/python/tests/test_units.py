@@ -86,6 +86,19 @@ class Views(unittest.TestCase):
         r.apply_diff(diff(seq=4, kind="leave"))
         self.assertEqual(seen, ["join", "update", "update", "leave"])
 
+    def test_diff_events_for_relays(self):
+        """'diff' carries each live diff as sent, before its event; the
+        diffs a snapshot's buffer replays have none (its sync has them)."""
+        r = Room("t")
+        seen = []
+        r.on("diff", lambda d: seen.append(("diff", d["seq"])))
+        r.on("join", lambda e: seen.append(("join", e["fd"])))
+        r.begin_snapshot()
+        r.apply_diff(diff(seq=1))
+        r.apply_snapshot({"topic": "t", "seq": 0, "epoch": "e", "entries": []})
+        r.apply_diff(diff(seq=2, fd=2))
+        self.assertEqual(seen, [("join", 1), ("diff", 2), ("join", 2)])
+
     def test_a_diff_no_snapshot_follows_does_not_loop(self):
         """A gap or another epoch asks for a snapshot; when the snapshot,
         taken after that diff arrived, still does not reach it, the diff was
