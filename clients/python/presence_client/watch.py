@@ -17,6 +17,9 @@ import os
 import signal
 import sys
 
+import psycopg
+
+from .errors import PresenceError
 from .subscriber import Subscriber
 
 FINAL_KEYS = ("worker_id", "fd", "principal", "ekind", "agent_id", "state", "note", "until_ts", "meta")
@@ -40,7 +43,11 @@ async def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="presence-watch: %(message)s")
     sub = Subscriber(application_name="presence-watch", delivery=os.environ.get("PRESENCE_DELIVERY") or None)
-    await sub.start()
+    try:
+        await sub.start()
+    except (PresenceError, psycopg.Error, OSError) as e:
+        sys.stderr.write(f"presence-watch: {e}\n")
+        return 1
     rooms = []
     for topic in dict.fromkeys(args.topics):
         room = sub.room(topic)
@@ -63,7 +70,8 @@ async def main(argv=None):
         line(final(room))
     sys.stderr.write(f"presence-watch: {json.dumps(sub.counters())}\n")
     await sub.close()
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))
