@@ -119,6 +119,7 @@ class Gateway:
         self.stopping = False
         self.worker = Worker(CONNINFO, name=NAME, worker_id=NAME if SHARDS else None,
                              lease=datetime.timedelta(seconds=LEASE_S) if SHARDS else None, shards=SHARDS,
+                             new_id_on_restart=not SHARDS,  # as examples/gateway: a new worker, a new id
                              application_name=f"presence-gateway:{NAME}:worker",
                              calls_application_name=f"presence-gateway:{NAME}:pool")
         self.worker.on("restart", self.on_worker_restart)

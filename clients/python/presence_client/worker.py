@@ -34,7 +34,9 @@ class Worker:
     maps the app's socket ids (any hashable, usually strings) to fds.
 
     When the dedicated connection is lost (or a lease lapsed), the server
-    drops the worker's entries; the Worker registers again (backoff) and
+    drops the worker's entries; the Worker registers again (backoff), the
+    same id (or, with new_id_on_restart, a new generated one, so that no
+    call of the lost registration can meet the new one's entries), and
     tracks its live sockets again, with their last status and meta.
     Events (``worker.on(event, callback)``): ``lost(worker_id)``,
     ``restart(worker_id)``, ``retrack_failed(topic, socket, error)``.
@@ -42,12 +44,14 @@ class Worker:
     """
 
     def __init__(self, conninfo="", *, name="presence", worker_id=None, lease=None, shards=False,
-                 application_name=None, calls_application_name=None, keepalive=10.0):
+                 new_id_on_restart=False, application_name=None, calls_application_name=None, keepalive=10.0):
         if lease is not None and not isinstance(lease, datetime.timedelta):
             raise TypeError("lease must be a datetime.timedelta")
         self.conninfo = conninfo
         self.name = name
-        self.id = worker_id or f"{name}-{socketlib.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.id = worker_id or self._new_id()
+        # a generated id only: a given one is the app's to keep
+        self.new_id_on_restart = new_id_on_restart and not worker_id
         self.lease = lease
         if shards and lease is None:
             raise TypeError("shards need a leased worker: pass lease")
@@ -71,6 +75,9 @@ class Worker:
         self._native_interval = False
         self._takeover = False
         self._generation = 0  # registrations so far
+
+    def _new_id(self):
+        return f"{self.name}-{socketlib.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def on(self, event, callback):
         if event not in self._handlers:
@@ -152,8 +159,10 @@ class Worker:
                 if self._stopping:
                     return
                 await asyncio.sleep(backoff(attempt))
+                if self.new_id_on_restart:
+                    self.id = self._new_id()
                 try:
-                    await self._register(again=True)
+                    await self._register(again=not self.new_id_on_restart)
                     break
                 except (PresenceError, psycopg.Error, OSError) as e:
                     log.warning("presence: worker %s: registering again failed: %s", self.id, e)

@@ -89,6 +89,25 @@ class WorkerTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(await w.stop(), 2)
         self.assertEqual(await table_view(self.db, "room:retrack"), [])
 
+    async def test_a_new_id_on_restart(self):
+        w = await Worker(name="renew", new_id_on_restart=True).start()
+        restarted = asyncio.Event()
+        w.on("restart", lambda wid: restarted.set())
+        old = w.id
+        await w.track("room:renew", "tab", "user:ann", {"name": "Ann"})
+        await w.set_status("room:renew", "tab", "busy", "x", datetime.timedelta(hours=1))
+        before = await table_view(self.db, "room:renew")
+        (pid,), = await rows(self.db, "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                             ("presence-worker:renew",))
+        await self.db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        await asyncio.wait_for(restarted.wait(), 10)
+        self.assertNotEqual(w.id, old)
+        self.assertRegex(w.id, r"^renew-")
+        want = [dict(before[0], worker_id=w.id)]  # the socket under the new id, as it was; the old one pruned
+        await wait_for(lambda: _equals(
+            table_view(self.db, "room:renew"), want), what="the old id pruned, the new one there")
+        await w.stop()
+
     async def test_calls(self):
         w = await Worker(name="calls", worker_id="py-calls-worker").start()
         try:
@@ -162,6 +181,10 @@ class WorkerTest(unittest.IsolatedAsyncioTestCase):
             await w.stop()
             if not real:
                 await self.db.execute(f"DROP FUNCTION {sig}; DROP TABLE py_moment_calls")
+
+
+async def _equals(coro, want):
+    return await coro == want
 
 
 if __name__ == "__main__":
