@@ -44,7 +44,7 @@ def same_entry(a, b):
 def new_stats():
     """Counters (a Feed's rooms share its dict)."""
     return {"forged": 0, "unsigned": 0, "stale": 0, "malformed": 0, "gaps": 0, "epoch_changes": 0,
-            "resyncs": 0, "snapshots": 0, "applied": 0, "unknown_leaves": 0, "bogus": 0}
+            "resyncs": 0, "snapshots": 0, "applied": 0, "unknown_leaves": 0}
 
 
 class Room:
@@ -68,7 +68,6 @@ class Room:
         self.gen = 0  # counts snapshots asked for: a stale answer is dropped
         self.reason = None  # why the last snapshot was asked for: subscribe, gap, epoch, reconnect
         self._in_snapshot = False  # a snapshot is being applied (its buffer replayed)
-        self._triggers = []  # the diffs that asked for the outstanding snapshot
         self._waiters = []
         self._handlers = {e: [] for e in EVENTS}
         self._resync = resync or (lambda room, reason: None)
@@ -156,7 +155,6 @@ class Room:
         buffered is unreliable; diffs are buffered until it arrives.
         Entries, seq and epoch stay until then."""
         self._buffer = []
-        self._triggers = []
         self._want_snapshot("subscribe")
 
     def _want_snapshot(self, reason):
@@ -169,7 +167,6 @@ class Room:
     def reconnected(self):
         """The LISTEN connection was lost and is back."""
         self._buffer = []
-        self._triggers = []
         self._want_snapshot("reconnect")
         self._resync(self, "reconnect")
 
@@ -200,17 +197,11 @@ class Room:
             elif not same_entry(a, b):
                 self._emit("update", b, a)
         buffered, self._buffer = self._buffer, []
-        triggers, self._triggers = self._triggers, []
         for d in buffered:
-            if not self.pending and d["epoch"] == self.epoch and d["seq"] <= self.seq:
+            if self.pending:
+                break  # a gap or another epoch asked for a new snapshot: it has the rest
+            if d["epoch"] == self.epoch and d["seq"] <= self.seq:
                 self.stats["stale"] += 1
-            elif not self.pending and any(d is t for t in triggers) and \
-                    (d["epoch"] != self.epoch or d["seq"] > self.seq + 1):
-                # It asked for this snapshot, which was taken after it
-                # arrived and still does not follow it: no commit sent it
-                # (a forgery on an unsigned channel). Asking again would
-                # loop.
-                self.stats["bogus"] += 1
             else:
                 self.apply_diff(d)
         self._in_snapshot = False
@@ -230,11 +221,11 @@ class Room:
             return
         if diff["epoch"] != self.epoch or diff["seq"] != self.seq + 1:
             # another epoch: the server's history started over and its seqs
-            # say nothing here; a greater seq: diffs were missed
+            # say nothing here; a greater seq: diffs were missed. The diff is
+            # dropped: the snapshot, taken after it arrived, has it if it is
+            # real (kept, a bogus one would ask for snapshots forever).
             reason = "epoch" if diff["epoch"] != self.epoch else "gap"
             self.stats["epoch_changes" if reason == "epoch" else "gaps"] += 1
-            self._buffer.append(diff)
-            self._triggers.append(diff)
             self._want_snapshot(reason)
             self._resync(self, reason)
             return
