@@ -11,6 +11,7 @@ from psycopg import sql
 from .conn import Watched, backoff, connect
 from .errors import PresenceError
 from .feed import Feed
+from .wire import channel_of
 
 log = logging.getLogger("presence_client")
 
@@ -134,7 +135,6 @@ class Subscriber:
         last = self.feed.drop(topic)
         self._shard_of.pop(topic, None)
         if last and self.feed.topic_delivery and lis and lis.live:
-            from .wire import channel_of
             ch = channel_of(topic)
             if ch in lis.channels:
                 lis.channels.discard(ch)
@@ -226,7 +226,6 @@ class Subscriber:
         lis.attempt = 0
 
     def _topic_channels(self):
-        from .wire import channel_of
         return [(t, channel_of(t)) for t in self.feed.rooms]
 
     def _listener_of(self, topic):
@@ -313,7 +312,6 @@ class Subscriber:
             return False
         # LISTEN before the snapshot, so no diff committed after it is missed
         if self.feed.topic_delivery:
-            from .wire import channel_of
             for topic, lis in ready:
                 ch = channel_of(topic)
                 if ch not in lis.channels:
