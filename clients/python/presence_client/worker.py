@@ -111,9 +111,9 @@ class Worker:
         takeover = ", takeover => true" if again and self._takeover else ""
         try:
             if self.lease is None:
-                await conn.execute(f"SELECT presence_worker_start(%s{takeover})", (self.id,))
+                await conn.execute(f"SELECT presence_worker_start(%s::text{takeover})", (self.id,))
             else:
-                await conn.execute(f"SELECT presence_worker_start(%s, %s::interval{takeover})",
+                await conn.execute(f"SELECT presence_worker_start(%s::text, %s::interval{takeover})",
                                    (self.id, self.lease))
         except BaseException as e:
             await conn.close()
@@ -131,7 +131,7 @@ class Worker:
         while not watched.lost:
             await asyncio.sleep(every)
             try:
-                (ok,), = await watched.execute("SELECT presence_heartbeat(%s)", (self.id,))
+                (ok,), = await watched.execute("SELECT presence_heartbeat(%s::text)", (self.id,))
             except psycopg.Error as e:
                 if watched.lost:
                     return
@@ -194,7 +194,7 @@ class Worker:
         n = 0
         try:
             if self._dedicated and not self._dedicated.lost:
-                (n,), = await self._dedicated.execute("SELECT presence_worker_stop(%s)", (self.id,))
+                (n,), = await self._dedicated.execute("SELECT presence_worker_stop(%s::text)", (self.id,))
         except psycopg.Error as e:
             log.warning("presence: presence_worker_stop failed: %s", e)
         if self._heartbeat:
@@ -247,9 +247,14 @@ class Worker:
         gen = self._generation
         try:
             result = await fn()
-        except PresenceError:
+        except PresenceError as e:
             if self._ready.done() and gen == self._generation:
-                raise
+                if e.sqlstate != "55000":
+                    raise
+                # the server says this id's connection ended, a loss not
+                # noticed here yet: register again now
+                await self._dedicated.close()
+                self._lost("its connection ended (55000)")
             await asyncio.shield(self._ready)
             return await fn()
         if gen != self._generation:
@@ -258,9 +263,11 @@ class Worker:
         return result
 
     async def _track_call(self, topic, sock, e):
+        # arguments typed: the server's functions may have overloads
         (new,), = await self._call(
-            "SELECT presence_track(%s, %s, %s, %s, %s, %s, %s::jsonb)",
-            (topic, self.fd_of(sock), e["principal"], e["kind"], e["agent_id"], self.id, json.dumps(e["meta"])))
+            "SELECT presence_track(%s::text, %s::int, %s::text, %s::text, %s::text,"
+            " meta => %s::jsonb, worker_id => %s::text)",
+            (topic, self.fd_of(sock), e["principal"], e["kind"], e["agent_id"], json.dumps(e["meta"]), self.id))
         return new
 
     async def track(self, topic, socket, identity, meta=None):
@@ -302,7 +309,8 @@ class Worker:
         else:
             until = "ceil(extract(epoch FROM d))::bigint"
         (ok, d), = await self._call(
-            f"SELECT presence_set_status(%s, %s, %s, %s, {until}, %s), d FROM (SELECT {deadline} AS d) s",
+            f"SELECT presence_set_status(%s::text, %s::int, %s::text, %s::text, {until}, %s::text), d"
+            f" FROM (SELECT {deadline} AS d) s",
             [topic, self.fd_of(sock), state, note] + args + [self.id] + params)
         return ok, d
 
@@ -317,14 +325,15 @@ class Worker:
         return ok
 
     async def clear_status(self, topic, socket):
-        (ok,), = await self._call("SELECT presence_clear_status(%s, %s, %s)", (topic, self.fd_of(socket), self.id))
+        (ok,), = await self._call("SELECT presence_clear_status(%s::text, %s::int, %s::text)",
+                                  (topic, self.fd_of(socket), self.id))
         e = self._entries.get((topic, socket))
         if e:
             e["status"] = None
         return ok
 
     async def set_meta(self, topic, socket, meta):
-        (ok,), = await self._spanning(lambda: self._call("SELECT presence_set_meta(%s, %s, %s::jsonb, %s)",
+        (ok,), = await self._spanning(lambda: self._call("SELECT presence_set_meta(%s::text, %s::int, %s::jsonb, %s::text)",
                                                          (topic, self.fd_of(socket), json.dumps(meta), self.id)))
         e = self._entries.get((topic, socket))
         if ok and e:
@@ -336,7 +345,8 @@ class Worker:
         self._entries.pop((topic, socket), None)
         if socket not in self._fds:
             return False
-        (ok,), = await self._call("SELECT presence_untrack(%s, %s, %s)", (topic, self._fds[socket], self.id))
+        (ok,), = await self._call("SELECT presence_untrack(%s::text, %s::int, %s::text)",
+                                  (topic, self._fds[socket], self.id))
         if not any(s == socket for _, s in self._entries):
             self._fds.pop(socket, None)
         return ok
@@ -353,8 +363,8 @@ class Worker:
             # presence_untrack_by_fd would skip a shard that is down
             n = 0
             for topic in topics:
-                (ok,), = await self._call("SELECT presence_untrack(%s, %s, %s)", (topic, fd, self.id))
+                (ok,), = await self._call("SELECT presence_untrack(%s::text, %s::int, %s::text)", (topic, fd, self.id))
                 n += ok
             return n
-        (n,), = await self._call("SELECT presence_untrack_by_fd(%s, %s)", (fd, self.id))
+        (n,), = await self._call("SELECT presence_untrack_by_fd(%s::int, %s::text)", (fd, self.id))
         return n
