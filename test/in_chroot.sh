@@ -35,7 +35,7 @@ chroot_copy_tree "$ROOT" "$dir" /root/presence
 
 t0=$(date +%s)
 # (test/lib/deps.sh's PRESENCE_BUILD_PACKAGES, for this major; pgTAP below)
-pkgs="make gcc postgresql-$major postgresql-server-dev-$major libpq-dev libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl libipc-run-perl curl"
+pkgs="make gcc postgresql-$major postgresql-server-dev-$major libpq-dev libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl libipc-run-perl curl python3 python3-psycopg"
 [ "${PRESENCE_CHROOT_E2E:-0}" = 1 ] && pkgs="$pkgs chromium nodejs npm"
 # PRESENCE_CHROOT_PACKAGES: more packages, e.g. an older major for pg_upgrade.
 pkgs="$pkgs ${PRESENCE_CHROOT_PACKAGES:-}"

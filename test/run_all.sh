@@ -5,8 +5,8 @@
 # line "N passed, N failed" summing all suites.  Exits non-zero on any
 # failure.  The suites: make installcheck's three (REGRESS and ISOLATION on
 # one cluster, with pgTAP; TAP_TESTS, the integration files, each starting
-# its own), the gateway's npm test, the end-to-end test, the upgrades and
-# the shards (PL/Proxy).
+# its own), the Python client's tests, the gateway's npm test, the
+# end-to-end test, the upgrades and the shards (PL/Proxy).
 set -u
 PRESENCE_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$PRESENCE_ROOT"
@@ -99,6 +99,13 @@ cluster_stop "$SQL_CLUSTER"
 echo "== integration"
 bash test/integration/run.sh >"$OUT/integration.log" 2>&1
 record_script integration "$OUT/integration.log" $?
+
+# The Python client (clients/python): the conformance cases and units, then
+# against a cluster of its own (test/clients/python.sh; port 55460).
+# Debian's python3-psycopg, so on every major (the chroots too).
+echo "== client-python"
+bash test/clients/python.sh >"$OUT/client-python.log" 2>&1
+record_script client-python "$OUT/client-python.log" $?
 
 # 5 and 6: the gateway's unit tests (npm test in examples/gateway: node
 # --test, no database, no browser; node --test's TAP ends with "# pass N",

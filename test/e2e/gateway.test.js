@@ -55,12 +55,17 @@ const note = (...a) => console.log('  #', ...a);
 // ------------------------------------------------------------------ helpers
 
 const gateways = {};
+// run.sh's E2E_GATEWAY_CMD chooses the gateway (default: the Node one; the
+// Python one is "/usr/bin/python3 examples/gateway_py/gateway.py").
+const GATEWAY_CMD = process.env.E2E_GATEWAY_CMD
+  ? process.env.E2E_GATEWAY_CMD.split(' ')
+  : [process.execPath, path.join(GW_DIR, 'gateway.js')];
 
 async function startGateway(key, port) {
   const name = `gw-e2e-${key}`;
   const logFile = path.join(ARTIFACTS, `${name}.log`);
   const out = fs.openSync(logFile, 'w');
-  const proc = spawn(process.execPath, [path.join(GW_DIR, 'gateway.js')], {
+  const proc = spawn(GATEWAY_CMD[0], GATEWAY_CMD.slice(1), {
     // As run.sh's app role (the README's GRANT), where it made one.
     env: {
       ...process.env, PORT: String(port), GATEWAY_NAME: name, HOST: '127.0.0.1',

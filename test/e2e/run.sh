@@ -78,6 +78,19 @@ node_opts=()
 node --help 2>/dev/null | grep -q -- '--test-concurrency' && node_opts+=(--test-concurrency=1)
 echo "e2e: $(command -v node) $(node --version)"
 rc=0
+# The gateways under test (E2E_GATEWAYS): examples/gateway (Node.js) and
+# examples/gateway_py (Python, on clients/python; Debian's aiohttp and
+# psycopg), the same page, protocol and tests.
+GATEWAYS=${E2E_GATEWAYS:-node python}
+case " $GATEWAYS " in *" python "*)
+	ensure_packages python3 python3-aiohttp python3-psycopg || fail_setup "apt-get install python3-aiohttp python3-psycopg" ;;
+esac
+for gw in $GATEWAYS; do
+case $gw in
+node) export E2E_GATEWAY_CMD= ;;
+python) export E2E_GATEWAY_CMD="/usr/bin/python3 $ROOT/examples/gateway_py/gateway.py" ;;
+*) fail_setup "unknown gateway $gw (E2E_GATEWAYS: node python)" ;;
+esac
 for mode in ${E2E_MODES:-broadcast topic}; do
 	# The topic pass signs its diffs (presence.signing_key_file, a file only
 	# the server's user may read) and its gateways verify them; the
@@ -112,10 +125,10 @@ for mode in ${E2E_MODES:-broadcast topic}; do
 	start=$(date +%s)
 	PRESENCE_DELIVERY=$mode PRESENCE_SIGNING_KEY=$key timeout 300 node --test "${node_opts[@]}" \
 		--test-reporter=spec --test-reporter-destination=stdout \
-		--test-reporter=tap --test-reporter-destination="$ART/results-$mode.tap" \
+		--test-reporter=tap --test-reporter-destination="$ART/results-$gw-$mode.tap" \
 		test/e2e/gateway.test.js
 	pass_rc=$?
-	echo "e2e ($mode delivery${key:+, signed}): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
+	echo "e2e ($gw gateway, $mode delivery${key:+, signed}): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
 
 	if [ "$pass_rc" != 0 ]; then
 		rc=$pass_rc
@@ -131,12 +144,18 @@ for mode in ${E2E_MODES:-broadcast topic}; do
 	cluster_stop "$CLUSTER"
 	unset E2E_SCREENSHOT
 done
+done
+unset E2E_GATEWAY_CMD
 
 # 4. Shard mode (docs/scaling.md): a presence_proxy database over three
 # shards (ports 55474-55477), the gateways with PRESENCE_SHARDS=1, in
 # broadcast then topic delivery; test/e2e/shards.test.js.  Where PL/Proxy is not installed, said and left
 # out.
 if [ "${E2E_SHARDS:-1}" = 1 ] && shards_has_plproxy; then
+	for gw in $GATEWAYS; do
+	E2E_GATEWAY_CMD=
+	[ "$gw" = python ] && E2E_GATEWAY_CMD="/usr/bin/python3 $ROOT/examples/gateway_py/gateway.py"
+	export E2E_GATEWAY_CMD
 	for mode in ${E2E_SHARD_MODES:-broadcast topic}; do
 		shards_start /tmp/presence-e2e-shards 55474 3 "presence.delivery = '$mode'" &&
 			shards_proxy_db proxy presence || fail_setup "shard clusters"
@@ -144,10 +163,10 @@ if [ "${E2E_SHARDS:-1}" = 1 ] && shards_has_plproxy; then
 		PGHOST=/tmp/presence-e2e-shards/proxy/sock PGPORT=55474 PGDATABASE=proxy PGUSER=postgres \
 			PRESENCE_DELIVERY=$mode timeout 300 node --test "${node_opts[@]}" \
 			--test-reporter=spec --test-reporter-destination=stdout \
-			--test-reporter=tap --test-reporter-destination="$ART/results-shards-$mode.tap" \
+			--test-reporter=tap --test-reporter-destination="$ART/results-shards-$gw-$mode.tap" \
 			test/e2e/shards.test.js
 		pass_rc=$?
-		echo "e2e (shards, $mode delivery): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
+		echo "e2e (shards, $gw gateway, $mode delivery): node --test exited $pass_rc after $(($(date +%s) - start)) s; logs in $ART"
 		if [ "$pass_rc" != 0 ]; then
 			rc=$pass_rc
 			for f in "$ART"/gw-shard-*.log; do
@@ -155,6 +174,7 @@ if [ "${E2E_SHARDS:-1}" = 1 ] && shards_has_plproxy; then
 			done
 		fi
 		shards_stop
+	done
 	done
 elif [ "${E2E_SHARDS:-1}" = 1 ]; then
 	echo "e2e (shards): skipped, no PL/Proxy for PostgreSQL $PRESENCE_PG_MAJOR"

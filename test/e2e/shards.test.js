@@ -33,11 +33,15 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const note = (...a) => console.log('  #', ...a);
 
 const gateways = {};
+// run.sh's E2E_GATEWAY_CMD chooses the gateway, as in gateway.test.js.
+const GATEWAY_CMD = process.env.E2E_GATEWAY_CMD
+  ? process.env.E2E_GATEWAY_CMD.split(' ')
+  : [process.execPath, path.join(GW_DIR, 'gateway.js')];
 async function startGateway(key, port) {
   const name = `gw-shard-${key}`;
   const logFile = path.join(ARTIFACTS, `${name}.log`);
   const out = fs.openSync(logFile, 'w');
-  const proc = spawn(process.execPath, [path.join(GW_DIR, 'gateway.js')], {
+  const proc = spawn(GATEWAY_CMD[0], GATEWAY_CMD.slice(1), {
     env: { ...process.env, PORT: String(port), GATEWAY_NAME: name, HOST: '127.0.0.1',
            PRESENCE_SHARDS: '1', PRESENCE_LEASE_S: String(LEASE_S) },
     stdio: ['ignore', out, out],
