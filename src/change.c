@@ -363,7 +363,14 @@ commit_diffs(void)
 	Relation	index = index_open(seq_table_index(rel), RowExclusiveLock);
 
 	lock_presence_commits();
+	/*
+	 * Writing a table with a TOAST table needs a snapshot (heap_insert's
+	 * and heap_update's assertion), and none is active at pre-commit: one,
+	 * as AfterTriggerFireDeferred pushes for deferred triggers.
+	 */
+	PushActiveSnapshot(GetTransactionSnapshot());
 	sequence_and_send(rel, index);
+	PopActiveSnapshot();
 	index_close(index, NoLock);
 	table_close(rel, NoLock);
 }

@@ -119,7 +119,7 @@ log_check() {
 
 if [ "$ONLY_VALGRIND" = 0 ]; then
 	echo "== assert build: regress, isolation, pgTAP ($prefix)"
-	cluster_start "$work/c" 55470 || exit 1
+	cluster_start "$work/c" 55480 || exit 1
 	installcheck regress "$OUT/regress.log" ISOLATION= EXTRA_REGRESS_OPTS="--outputdir=$OUT/regress"
 	installcheck isolation "$OUT/isolation.log" REGRESS= EXTRA_REGRESS_OPTS="--outputdir=$OUT/isolation"
 	PGOPTIONS='-c client_min_messages=warning' psql -Xq -c 'CREATE DATABASE presence_tap' &&
@@ -166,14 +166,14 @@ mkdir -p "$vg"
 [ "$(id -u)" = 0 ] && chown postgres: "$vg"
 cat >"$work/postgres-vg" <<EOF
 #!/bin/sh
-exec valgrind --quiet --trace-children=yes --leak-check=no --num-callers=30 \\
+exec valgrind --quiet --trace-children=yes --leak-check=no --num-callers=30 --fullpath-after= \\
 	--error-markers=VGERROR-BEGIN,VGERROR-END --gen-suppressions=all \\
 	--suppressions=$prefix/valgrind.supp --log-file=$vg/%p.log \\
 	$prefix/bin/postgres "\$@"
 EOF
 chmod 755 "$work/postgres-vg"
 start=$(date +%s)
-cluster_start "$work/c" 55471 || exit 1
+cluster_start "$work/c" 55481 || exit 1
 _as_postgres "$PG_BINDIR/pg_ctl" -D "$work/c/data" -m fast -w -t 120 stop >/dev/null
 _as_postgres "$PG_BINDIR/pg_ctl" -D "$work/c/data" -l "$work/c/server.log" \
 	-p "$work/postgres-vg" -w -t 600 start >/dev/null || {
@@ -191,9 +191,15 @@ cluster_stop "$work/c"
 cp "$work/c/server.log" "$OUT/vg-server.log"
 
 # Each error valgrind reports sits between its markers; ours are those
-# with a frame in presence.so.
+# with a frame in our source files (full paths: --fullpath-after=) or in
+# presence.so.
 errors=$(cat "$vg"/*.log 2>/dev/null | grep -c 'VGERROR-BEGIN')
-ours=$(cat "$vg"/*.log 2>/dev/null | awk '/VGERROR-BEGIN/ {e = ""; on = 1} on {e = e $0 "\n"} /VGERROR-END/ {on = 0; if (e ~ /presence\.so/) {n++; printf "%s", e}} END {print n + 0 > "/dev/stderr"}' 2>"$OUT/vg-ours.count" >"$OUT/vg-ours.txt"; cat "$OUT/vg-ours.count")
+: >"$OUT/vg-ours.txt"
+ours=$(cat "$vg"/*.log 2>/dev/null | awk -v out="$OUT/vg-ours.txt" -v src="$work/src/" '
+	/VGERROR-BEGIN/ {e = ""; on = 1}
+	on {e = e $0 "\n"}
+	/VGERROR-END/ {on = 0; if (index(e, src) || e ~ /presence\.so/) {n++; printf "%s", e >out}}
+	END {print n + 0}')
 echo "valgrind: $errors errors reported in all, $ours with a frame in presence.so ($(($(date +%s) - start)) s; logs in $vg)"
 if [ "$ours" = 0 ]; then record vg-our-code 1 0; else record vg-our-code 0 1; head -n 80 "$OUT/vg-ours.txt"; fi
 log_check vg-server-log "$OUT/vg-server.log"
