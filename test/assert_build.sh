@@ -108,6 +108,11 @@ installcheck() {
 log_check() {
 	local name=$1 hits
 	shift
+	if [ $# = 0 ]; then
+		echo "$name: no server log to check"
+		record "$name" 0 1
+		return
+	fi
 	hits=$(grep -lE 'TRAP: |terminated by signal|was terminated|PANIC' "$@" 2>/dev/null)
 	if [ -z "$hits" ]; then
 		record "$name" 1 0
