@@ -3,9 +3,9 @@
 # assert-build step (.ci/run) and `make check-assert` / `make
 # check-valgrind` (CONTRIBUTING.md, "Debug builds").
 #
-#   bash test/assert_build.sh              # CI: every suite below, valgrind on a subset
-#   bash test/assert_build.sh --valgrind-all   # valgrind on all of pg_regress and isolation
-#   bash test/assert_build.sh --valgrind-only  # the valgrind part alone (with --valgrind-all: all)
+#   bash test/assert_build.sh                    # CI: every suite below, then valgrind
+#   bash test/assert_build.sh --valgrind-subset  # valgrind on a subset only (quicker)
+#   bash test/assert_build.sh --valgrind-only    # the valgrind part alone
 #
 # The server: test/lib/assert_build.sh's (--enable-cassert --enable-debug,
 # -DUSE_VALGRIND; built once, cached).  presence is built against it from
@@ -19,25 +19,27 @@
 #   fuzz                        test/fuzz/sql_args.py: every SQL function's
 #                               arguments, random; only clean errors
 #   valgrind                    memcheck (PostgreSQL's valgrind.supp,
-#                               --trace-children=yes) over VALGRIND_REGRESS and
-#                               VALGRIND_ISOLATION (or all of both): the suites
-#                               pass and no error has a frame in presence.so
+#                               --trace-children=yes) over all of pg_regress and
+#                               isolation (or VALGRIND_REGRESS and
+#                               VALGRIND_ISOLATION): the suites pass and no
+#                               error has a frame in our code
 # Last line "N passed, N failed" (one per test, one per log check).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-VALGRIND=subset
+VALGRIND=all
 ONLY_VALGRIND=0
 for arg in "$@"; do
 	case $arg in
-	--valgrind-all) VALGRIND=all ;;
+	--valgrind-subset) VALGRIND=subset ;;
 	--valgrind-only) ONLY_VALGRIND=1 ;;
-	*) echo "usage: $0 [--valgrind-all] [--valgrind-only]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--valgrind-subset] [--valgrind-only]" >&2; exit 2 ;;
 	esac
 done
 
-# The CI subset of valgrind (a few minutes on 2 vCPUs): the row changes
-# without the executor, the commit step and the wire format.
+# valgrind's subset (--valgrind-subset; about 2 minutes here, the whole
+# about 4): the row changes without the executor, the commit step and the
+# wire format.
 VALGRIND_REGRESS="presence_row_paths presence_api presence_errors"
 VALGRIND_ISOLATION="row_insert row_changes serializable_write_skew wire_format"
 ASSERT_INTEGRATION="test/integration/t/01_worker.t test/integration/t/02_expiry.t
