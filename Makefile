@@ -58,6 +58,16 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/integration/lib
 bench:
 	bash bench/run.sh
 
+# The suites on an assert-enabled PostgreSQL of the host's major, built
+# once from Debian's source package and cached (test/lib/assert_build.sh),
+# then pg_regress and isolation under valgrind: CI's step.  check-valgrind:
+# the valgrind part alone (CONTRIBUTING.md, "Debug builds").
+.PHONY: check-assert check-valgrind
+check-assert:
+	bash test/assert_build.sh
+check-valgrind:
+	bash test/assert_build.sh --valgrind-only
+
 # The README's install walk-through and its two test commands on fresh
 # minbase Debian 12 and 13 chroots, as root (test/fresh_debian.sh;
 # downloads the packages each time).

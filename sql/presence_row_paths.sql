@@ -75,8 +75,10 @@ SELECT presence_track('rp', 5, 'u', worker_id => 'rp-w') AS first,
        presence_untrack('rp', 5, 'rp-w') AS left,
        presence_untrack('rp', 5, 'rp-w') AS left_again;
 
--- SERIALIZABLE transactions keep the statements (the speculative insert
--- without the executor crashed there on PostgreSQL 19).
+-- SERIALIZABLE transactions change rows without the executor too.  The
+-- second track finds the key taken: PostgreSQL 19's arbiter check then
+-- reads that row with the EState's snapshot, which the direct path once
+-- left unset (the backend crashed).
 BEGIN ISOLATION LEVEL SERIALIZABLE;
 SELECT presence_track('rp', 6, 'u', worker_id => 'rp-w') AS tracked,
        presence_track('rp', 6, 'u', worker_id => 'rp-w') AS again,

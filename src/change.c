@@ -456,7 +456,15 @@ commit_diffs(void)
 	for (int i = 0; i < ntopics; i++)
 		names[i] = topics[i]->topic;
 	presence_lock_topics(names, ntopics);
+
+	/*
+	 * Writing a table with a TOAST table needs a snapshot (heap_insert's
+	 * and heap_update's assertion), and none is active at pre-commit: one,
+	 * as AfterTriggerFireDeferred pushes for deferred triggers.
+	 */
+	PushActiveSnapshot(GetTransactionSnapshot());
 	sequence_and_send(rel, index, topics, ntopics);
+	PopActiveSnapshot();
 	pfree(names);
 	pfree(topics);
 	index_close(index, NoLock);

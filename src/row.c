@@ -18,9 +18,18 @@
  * That holds only for tep_presence as the extension made it: no trigger of
  * the change (foreign keys' included), no row security, no CHECK but its
  * own, no column of the application's, and the privileges the statement
- * would need; and not in SERIALIZABLE transactions.  Otherwise presence_change_row and presence_insert_row say
+ * would need.  Otherwise presence_change_row and presence_insert_row say
  * so, and the caller runs its statement, which honours whatever the table
  * has.
+ *
+ * SERIALIZABLE transactions get the executor's predicate locks and
+ * conflict checks because they are taken below the executor: the key's
+ * probe is an index scan with the MVCC snapshot (the B-tree locks the leaf
+ * page it reads, heapam the tuple it returns, and checks the conflict
+ * out); heap_insert, heap_update, heap_delete and the B-tree's insertion
+ * check the conflict in; and ON CONFLICT's arbiter check, given an EState
+ * with the snapshot (new_executor_state), locks the conflicting row as
+ * PostgreSQL 19's ExecCheckIndexConstraints does for the statement.
  */
 #include "presence.h"
 #include "compat.h"
@@ -205,6 +214,22 @@ follow_changed_entry(Relation rel, Snapshot snapshot, CommandId cid,
 }
 
 /*
+ * An EState as ExecutorStart would give the statement: its snapshot and
+ * command id.  PostgreSQL 19's ExecCheckIndexConstraints reads the
+ * conflicting row with es_snapshot in SERIALIZABLE transactions (its
+ * predicate lock); without it, that read crashed the backend.
+ */
+static EState *
+new_executor_state(Snapshot snapshot, CommandId cid)
+{
+	EState	   *estate = CreateExecutorState();
+
+	estate->es_snapshot = snapshot;
+	estate->es_output_cid = cid;
+	return estate;
+}
+
+/*
  * Executor state for keeping tep_presence's indexes; `speculative` also
  * readies what ON CONFLICT needs of its unique indexes.
  */
@@ -223,9 +248,10 @@ open_indexes(Relation rel, bool speculative)
  * index, or only the summarizing ones (16+, TU_Summarizing).
  */
 static void
-index_new_version(Relation rel, TupleTableSlot *slot, bool only_summarizing)
+index_new_version(Relation rel, Snapshot snapshot, CommandId cid,
+				  TupleTableSlot *slot, bool only_summarizing)
 {
-	EState	   *estate = CreateExecutorState();
+	EState	   *estate = new_executor_state(snapshot, cid);
 	ResultRelInfo *result_rel = open_indexes(rel, false);
 
 	list_free(presence_insert_index_tuples(result_rel, slot, estate, false,
@@ -289,7 +315,7 @@ update_entry(Relation rel, Snapshot snapshot, CommandId cid,
 			return false;
 	}
 	if (PRESENCE_UPDATE_INDEXES_ANY(update_indexes))
-		index_new_version(rel, new,
+		index_new_version(rel, snapshot, cid, new,
 						  PRESENCE_UPDATE_INDEXES_ONLY_SUMMARIZING(update_indexes));
 	return true;
 }
@@ -322,10 +348,7 @@ delete_entry(Relation rel, Snapshot snapshot, CommandId cid,
  * Whether the caller's statement (cmd) may be replaced here: a plain
  * table, its primary key (opened into *index), and the privileges the
  * statement would check (the functions' owner's; it normally has them,
- * and else the statement reports the missing one).  SERIALIZABLE
- * transactions keep the statements, whose predicate locks and conflict
- * checks are the executor's (on PostgreSQL 19 the speculative insert
- * here crashed under SERIALIZABLE; the cause was not found).
+ * and else the statement reports the missing one).
  */
 static bool
 may_change_here(Relation rel, CmdType cmd, Relation *index)
@@ -334,7 +357,7 @@ may_change_here(Relation rel, CmdType cmd, Relation *index)
 		ACL_SELECT | (cmd == CMD_DELETE ? ACL_DELETE : ACL_UPDATE);
 
 	*index = NULL;
-	if (IsolationIsSerializable() || !table_is_plain(rel, cmd) ||
+	if (!table_is_plain(rel, cmd) ||
 		pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), needed) != ACLCHECK_OK)
 		return false;
 	*index = open_entry_key(rel);
@@ -460,7 +483,7 @@ static bool
 insert_unless_taken(Relation rel, Relation index, Snapshot snapshot,
 					CommandId cid, TupleTableSlot *slot)
 {
-	EState	   *estate = CreateExecutorState();
+	EState	   *estate = new_executor_state(snapshot, cid);
 	ResultRelInfo *result_rel = open_indexes(rel, true);
 	List	   *arbiters = list_make1_oid(RelationGetRelid(index));
 	TransactionId xid = GetCurrentTransactionId();

@@ -35,6 +35,9 @@
 
 static const char *const diff_kind_names[] = {"join", "leave", "status"};
 
+static int	longest_diff_bytes(const PresenceEntry *entry);
+static int	decimal_bytes(int64 n);
+
 /*
  * Read a row of PRESENCE_ENTRY_COLUMNS into an entry; its meta is "{}"
  * where the installation is still at 1.0 (no eleventh column).
@@ -136,6 +139,7 @@ int
 presence_encode_diff(StringInfo buf, PresenceDiffKind kind,
 					 const PresenceEntry *entry, int *json_at)
 {
+	int			start PG_USED_FOR_ASSERTS_ONLY = buf->len;
 	int			dtopic_chars;
 	int			seq_at;
 
@@ -150,6 +154,15 @@ presence_encode_diff(StringInfo buf, PresenceDiffKind kind,
 	seq_at = buf->len;
 	append_worker_and_meta(buf, entry);
 	appendStringInfoChar(buf, '}');
+
+	/*
+	 * longest_diff_bytes, which the CHECK asks, counts this encoding without
+	 * building it: in assert builds every diff checks that it counts exactly
+	 * (for the status kind, the longest name).
+	 */
+	Assert(buf->len - start + PRESENCE_SEQ_MAX_DIGITS + PRESENCE_DIFF_TAIL_BYTES +
+		   strlen(diff_kind_names[PRESENCE_DIFF_STATUS]) -
+		   strlen(diff_kind_names[kind]) == longest_diff_bytes(entry));
 
 	if (buf->len + PRESENCE_SEQ_MAX_DIGITS + PRESENCE_DIFF_TAIL_BYTES >=
 		PRESENCE_NOTIFY_MAX_BYTES)
@@ -202,6 +215,11 @@ presence_finish_diff(StringInfo payload, const char *text, int len,
 	appendStringInfo(payload, ",\"epoch\":\"%s\"}", epoch);
 	if (signing_key[0] != '\0')
 		sign_diff(payload, json_at, signing_key);
+
+	/* Every payload sent fits NOTIFY even with the widest seq and a sig. */
+	Assert(payload->len + PRESENCE_SEQ_MAX_DIGITS - decimal_bytes(seq) +
+		   (signing_key[0] != '\0' ? 0 : PRESENCE_SIG_MEMBER_BYTES) <
+		   PRESENCE_NOTIFY_MAX_BYTES);
 }
 
 /* Bytes of a string once escaped by escape_json, quotes included. */
