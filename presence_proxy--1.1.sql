@@ -897,89 +897,69 @@ RETURNS integer LANGUAGE plproxy AS $$
     SELECT presence_remove_idle_topics(older_than);
 $$;
 
--- Each shard's part of entries in one call, in shard order.  Not one
--- transaction across shards (as no proxy call is): an error on one shard
--- leaves the parts the shards before it tracked.  A bad element's error
--- names its index in entries, as on one server.
-CREATE FUNCTION presence_track_many(entries jsonb, worker_id text DEFAULT NULL)
+-- A many-call through the proxy: each shard's part of elements (a JSON
+-- array of objects with a topic) in one call of on_shard, a PL/Proxy
+-- function (shard, elements, worker_id), in shard order; the sum of what
+-- the shards return.  Not one transaction across shards (as no proxy call
+-- is): an error on one shard leaves the parts the shards before it did.  A
+-- bad element's error names its index in elements (what[i]), as on one
+-- server.
+CREATE FUNCTION presence_proxy.many_on_shards(what text, on_shard text,
+                                              elements jsonb, worker_id text)
 RETURNS integer LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    w text := presence_proxy.worker(worker_id);
+    call text := pg_catalog.format('SELECT presence_proxy.%I($1, $2, $3)', on_shard);
     map record;
     part record;
-    tracked integer := 0;
+    done integer;
+    total integer := 0;
     state text;
     message text;
     detail text;
 BEGIN
-    IF entries IS NULL OR jsonb_typeof(entries) <> 'array' THEN
-        RETURN presence_proxy.track_many_on(0, entries, w);  -- presence's error
+    IF elements IS NULL OR pg_catalog.jsonb_typeof(elements) <> 'array' THEN
+        EXECUTE call INTO done USING 0, elements, worker_id;  -- presence's error
+        RETURN done;
     END IF;
     SELECT * INTO map FROM presence_proxy.mapping();
     FOR part IN
         SELECT presence_proxy.partition_of(presence_proxy.topic_hash(
-                   CASE WHEN jsonb_typeof(e) = 'object' THEN e ->> 'topic' END),
+                   CASE WHEN pg_catalog.jsonb_typeof(e) = 'object' THEN e ->> 'topic' END),
                    map.n, map.modular) AS shard,
-               jsonb_agg(e ORDER BY i) AS entries,
-               array_agg(i - 1 ORDER BY i) AS positions
-          FROM jsonb_array_elements(entries) WITH ORDINALITY AS a(e, i)
+               pg_catalog.jsonb_agg(e ORDER BY i) AS elements,
+               pg_catalog.array_agg(i - 1 ORDER BY i) AS positions
+          FROM pg_catalog.jsonb_array_elements(elements) WITH ORDINALITY AS a(e, i)
          GROUP BY 1 ORDER BY 1
     LOOP
         BEGIN
-            tracked := tracked + presence_proxy.track_many_on(part.shard, part.entries, w);
+            EXECUTE call INTO done USING part.shard, part.elements, worker_id;
+            total := total + done;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE,
                 message = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
-            PERFORM presence_proxy.raise_for_element('entries', part.positions,
+            PERFORM presence_proxy.raise_for_element(what, part.positions,
                                                      state, message, detail);
         END;
     END LOOP;
-    RETURN tracked;
+    RETURN total;
 END
 $$;
 
--- As presence_track_many: each shard's part, in shard order.
+CREATE FUNCTION presence_track_many(entries jsonb, worker_id text DEFAULT NULL)
+RETURNS integer LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT presence_proxy.many_on_shards('entries', 'track_many_on', entries,
+                                           presence_proxy.worker(worker_id)) $$;
+
 CREATE FUNCTION presence_set_status_many(statuses jsonb,
                                          worker_id text DEFAULT NULL)
-RETURNS integer LANGUAGE plpgsql VOLATILE
+RETURNS integer LANGUAGE sql VOLATILE
     SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    w text := presence_proxy.worker(worker_id);
-    map record;
-    part record;
-    found integer := 0;
-    state text;
-    message text;
-    detail text;
-BEGIN
-    IF statuses IS NULL OR jsonb_typeof(statuses) <> 'array' THEN
-        RETURN presence_proxy.set_status_many_on(0, statuses, w);  -- presence's error
-    END IF;
-    SELECT * INTO map FROM presence_proxy.mapping();
-    FOR part IN
-        SELECT presence_proxy.partition_of(presence_proxy.topic_hash(
-                   CASE WHEN jsonb_typeof(e) = 'object' THEN e ->> 'topic' END),
-                   map.n, map.modular) AS shard,
-               jsonb_agg(e ORDER BY i) AS statuses,
-               array_agg(i - 1 ORDER BY i) AS positions
-          FROM jsonb_array_elements(statuses) WITH ORDINALITY AS a(e, i)
-         GROUP BY 1 ORDER BY 1
-    LOOP
-        BEGIN
-            found := found + presence_proxy.set_status_many_on(part.shard, part.statuses, w);
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE,
-                message = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
-            PERFORM presence_proxy.raise_for_element('statuses', part.positions,
-                                                     state, message, detail);
-        END;
-    END LOOP;
-    RETURN found;
-END
-$$;
+AS $$ SELECT presence_proxy.many_on_shards('statuses', 'set_status_many_on',
+                                           statuses,
+                                           presence_proxy.worker(worker_id)) $$;
 
 -- Each shard's topics in one call; the snapshots in the array's order.
 CREATE FUNCTION presence_snapshot_many(topics text[])
@@ -1071,6 +1051,7 @@ REVOKE ALL ON FUNCTION
     presence_proxy.partition_of(integer, integer, boolean),
     presence_proxy.mapping(),
     presence_proxy.raise_for_element(text, bigint[], text, text, text),
+    presence_proxy.many_on_shards(text, text, jsonb, text),
     presence_proxy.track_many_on(integer, jsonb, text),
     presence_proxy.set_status_many_on(integer, jsonb, text),
     presence_proxy.snapshot_many_on(integer, text[]),
