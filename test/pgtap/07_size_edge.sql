@@ -176,9 +176,13 @@ BEGIN
             ' INSERT INTO tep_presence SELECT (%L::tep_presence).*;'
             ' INSERT INTO presence_topic_seq VALUES (%L, 9223372036854775806)',
             e.worker_id, e, e.topic));
+        -- The entry went in with its status, as Tep writes one; a status
+        -- diff of it as it is comes from set_meta with its own meta
+        -- (set_status refuses an until_ts over 100 years ahead, and the
+        -- widest one is a Tep writer's).
         PERFORM * FROM dblink('edge_writer',
-            format('SELECT presence_set_status(%L, %s, %L, %L, %s, %L)', e.topic, e.fd,
-                   e.status_state, e.status_note, e.status_until, e.worker_id)) AS t(r boolean);
+            format('SELECT presence_set_meta(%L, %s, %L::jsonb, %L)', e.topic, e.fd,
+                   e.meta, e.worker_id)) AS t(r boolean);
         INSERT INTO sent (i, k) VALUES (d.i, d.k);
         PERFORM dblink_exec('edge_writer', format(
             'DELETE FROM tep_presence WHERE worker_id = %L;'
