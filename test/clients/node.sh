@@ -42,10 +42,11 @@ rc=0
 (cd "$DIR" && node --test "${node_opts[@]}" --test-reporter=spec --test-reporter-destination=stdout \
 	--test-reporter=tap --test-reporter-destination="$OUT/unit.tap" test/*.test.js) || rc=1
 
+signing_key_file "$KEY" "$CLUSTER.signing-key" || fail_setup "the signing key file"
 cluster_start "$CLUSTER" "$PORT" \
 	"shared_preload_libraries = 'presence'" \
 	"presence.delivery = 'both'" \
-	"presence.signing_key = '$KEY'" \
+	"presence.signing_key_file = '$CLUSTER.signing-key'" \
 	"presence.sweep_interval = '200ms'" || fail_setup "cluster_start"
 psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION presence' || fail_setup "CREATE EXTENSION presence"
 PRESENCE_IT_CLUSTER=$CLUSTER PRESENCE_SIGNING_KEY=$KEY timeout 300 node --test "${node_opts[@]}" \

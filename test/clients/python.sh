@@ -23,11 +23,12 @@ PORT=${PY_PG_PORT:-55460}
 KEY=py-test-signing-key
 
 trap 'cluster_stop "$CLUSTER"' EXIT
-if cluster_start "$CLUSTER" "$PORT" \
+if signing_key_file "$KEY" "$CLUSTER.signing-key" &&
+	cluster_start "$CLUSTER" "$PORT" \
 	"shared_preload_libraries = 'presence'" \
 	"presence.database = 'postgres'" \
 	"presence.sweep_interval = '200ms'" \
-	"presence.signing_key = '$KEY'" &&
+	"presence.signing_key_file = '$CLUSTER.signing-key'" &&
 	psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION presence'; then
 	export PY_IT_CLUSTER=$CLUSTER PY_IT_KEY=$KEY PY_IT_AS_POSTGRES=$([ "$(id -u)" = 0 ] && echo 1 || echo 0)
 else

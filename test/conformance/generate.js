@@ -11,10 +11,12 @@
 //   /work/tools/sandbox ... or any shell:
 //   . test/lib/cluster.sh && cluster_start /tmp/conf 55439 "shared_preload_libraries = 'presence'"
 //   psql -c 'CREATE EXTENSION presence' && node test/conformance/generate.js
-// It sets presence.signing_key with ALTER SYSTEM (and resets it), and drops
+// It writes the signing key into a file in the data directory and points
+// presence.signing_key_file at it with ALTER SYSTEM (and resets it), and drops
 // and creates the extension once (for a new epoch): use a scratch cluster.
 
 const fs = require('fs');
+const { execFileSync } = require('child_process');
 const path = require('path');
 const { Client } = require('../../clients/node/node_modules/pg');
 const wire = require('../../clients/node/lib/wire');
@@ -62,8 +64,20 @@ async function entries(topic) {
   return r[0].e;
 }
 
+// The key in a file of the data directory, mode 0600 and (as root) owned
+// by the server's user, as presence.signing_key_file requires: this runs on
+// the server's machine. '' signs no more.
 async function setKey(key) {
-  await sql(`ALTER SYSTEM SET presence.signing_key = '${key}'`);
+  if (key === '') {
+    await sql('ALTER SYSTEM RESET presence.signing_key_file');
+  } else {
+    const dir = (await sql('SHOW data_directory'))[0].data_directory;
+    const file = `${dir}/presence-conformance.key`;
+    fs.rmSync(file, { force: true });
+    fs.writeFileSync(file, `${key}\n`, { mode: 0o600 });
+    if (process.getuid() === 0) execFileSync('chown', ['postgres:', file]);
+    await sql(`ALTER SYSTEM SET presence.signing_key_file = '${file}'`);
+  }
   await sql('SELECT pg_reload_conf()');
   await sleep(300);
   await w.query('SELECT 1'); // the writer takes the reload at its next command
@@ -422,8 +436,6 @@ async function signed() {
   d.unsigned++;
   c.steps.push({ ...notify(await one()), expect: { entries: e3, seq: 3, events: [], dropped: { ...d } } });
   await setKey('');
-  await sql('ALTER SYSTEM RESET presence.signing_key');
-  await sql('SELECT pg_reload_conf()');
   write(c);
 }
 

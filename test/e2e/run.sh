@@ -98,9 +98,7 @@ for mode in ${E2E_MODES:-broadcast topic}; do
 	key= keyfile=
 	if [ "$mode" = topic ]; then
 		key=e2e-signing-key keyfile=$CLUSTER.signing-key
-		rm -f "$keyfile"
-		(umask 077 && echo "$key" >"$keyfile")
-		[ "$(id -u)" = 0 ] && chown postgres: "$keyfile"
+		signing_key_file "$key" "$keyfile" || fail_setup "the signing key file"
 	fi
 	cluster_start "$CLUSTER" "$PG_PORT" \
 		"shared_preload_libraries = 'presence'" \

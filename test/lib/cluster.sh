@@ -55,6 +55,15 @@ cluster_start() {
 	export PGHOST="$dir/sock" PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
 }
 
+# signing_key_file KEY FILE: writes KEY to FILE as presence.signing_key_file
+# requires it (mode 0600, owned by the server's user).  FILE must be outside
+# a cluster's directory, which cluster_start empties.
+signing_key_file() {
+	rm -f "$2"
+	(umask 077 && echo "$1" >"$2") || return 1
+	if [ "$(id -u)" = 0 ]; then chown postgres: "$2"; fi
+}
+
 # cluster_reload DIR
 cluster_reload() {
 	_as_postgres "$PG_BINDIR/pg_ctl" -D "$1/data" reload >/dev/null
