@@ -172,7 +172,7 @@ EXTCONFIG_SQL="SELECT coalesce(extconfig::regclass[]::text, '-') || ' ' || coale
                  FROM pg_extension WHERE extname = 'presence'"
 check "the updated extension's config tables (pg_dump) = a fresh 1.1's" \
 	"$(q -d fresh -c "$EXTCONFIG_SQL")" "$(q -d app -c "$EXTCONFIG_SQL")"
-check "38 member functions after the update (presence_channel, presence_epoch, and 1.1's meta, history, principals, set_status's three new forms, many-calls and retention)" "38" "$(grep -c '^function ' "$OUT/members-updated.txt")"
+check "39 member functions after the update (presence_channel, presence_epoch, and 1.1's meta, history, principals, set_status's three new forms, many-calls and retention)" "39" "$(grep -c '^function ' "$OUT/members-updated.txt")"
 
 # The 1.1 functions.
 check "the updated database's snapshots carry presence_epoch()" "t" \
