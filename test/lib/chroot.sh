@@ -273,7 +273,7 @@ chroot_copy_tree() {
 	rm -rf "${dir:?}$dest"
 	mkdir -p "$dir$dest"
 	tar -C "$src" --exclude=./.git --exclude=node_modules --exclude='*.o' \
-		--exclude='*.so' --exclude=./test/out -cf - . | tar -C "$dir$dest" -xf -
+		--exclude='*.so' --exclude='*.bc' --exclude=./test/out -cf - . | tar -C "$dir$dest" -xf -
 }
 
 # chroot_pg_major SUITE-OR-DIR: the newest PostgreSQL major the chroot's
