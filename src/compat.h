@@ -13,6 +13,7 @@
 #include "access/genam.h"
 #include "access/tableam.h"
 #include "executor/executor.h"
+#include "utils/guc.h"
 #include "utils/relcache.h"
 
 /*
@@ -144,6 +145,17 @@ typedef bool PresenceUpdateIndexes;
 #define presence_check_index_constraints(rri, slot, estate, conflict_tid, arbiters) \
 	ExecCheckIndexConstraints((rri), (slot), (estate), (conflict_tid), \
 							  (arbiters))
+#endif
+
+/*
+ * A GUC check hook's extra, which the GUC machinery frees: malloc'd up to
+ * 15, from the GUC memory context (guc_malloc, freed with pfree) from 16.
+ * NULL when out of memory (the hook then fails).
+ */
+#if PG_VERSION_NUM >= 160000
+#define presence_guc_malloc(size) guc_malloc(LOG, (size))
+#else
+#define presence_guc_malloc(size) malloc(size)
 #endif
 
 #endif							/* PRESENCE_COMPAT_H */

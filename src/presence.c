@@ -5,6 +5,7 @@
  *		registration.
  */
 #include "presence.h"
+#include "compat.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -222,7 +223,7 @@ read_signing_key(const char *path)
 							path, SIGNING_KEY_MAX_BYTES);
 		return NULL;
 	}
-	key = malloc(len + 1);	/* a GUC extra: the GUC machinery frees it */
+	key = presence_guc_malloc(len + 1);	/* the GUC machinery frees it */
 	if (key == NULL)
 		return NULL;
 	memcpy(key, buf, len);
