@@ -14,7 +14,7 @@ my $l = PresenceTest::Listener->new;
 my $app = connect_db();
 my $wid = $app->selectrow_array('SELECT presence_worker_start()');
 $app->selectrow_array(q{SELECT presence_track('hup:room', ?, 'user:x')}, undef, $_) for 1 .. 3;
-my $pid = worker_pid($app);
+my $pid = wait_worker_pid($app, 10);    # the worker may not be up yet
 my $off = log_offset();
 
 # Statuses expiring in 3 consecutive seconds; returns their reset diffs.
