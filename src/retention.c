@@ -127,18 +127,20 @@ remove_topics(Datum topics, const char **names, int ntopics, int64 cutoff)
 }
 
 /*
- * One batch of the walk: the `limit` rows after `after` (updated to the
- * last one seen; '' to start), adding the topics idle since `cutoff` to
- * `idle`.  Returns whether the walk reached the table's end.  The caller
- * is connected to SPI.
+ * One batch of the walk: the `limit` rows after `*after` (NULL to start;
+ * then the last topic seen, whole, in `keep`: a row written over the byte
+ * limits before 1.1 must not cut the walk's place short and be read again),
+ * adding the topics idle since `cutoff` to `idle`.  Returns whether the
+ * walk reached the table's end.  The caller is connected to SPI.
  */
 static bool
-walk_batch(char *after, int limit, int64 cutoff, List **idle)
+walk_batch(char **after, MemoryContext keep, int limit, int64 cutoff,
+		   List **idle)
 {
 	Datum		args[3];
 	uint64		nrows;
 
-	args[0] = CStringGetTextDatum(after);
+	args[0] = CStringGetTextDatum(*after != NULL ? *after : "");
 	args[1] = Int64GetDatum(limit);
 	args[2] = Int64GetDatum(cutoff);
 	presence_execute(&walk_query, args, NULL, true, 0);
@@ -154,9 +156,13 @@ walk_batch(char *after, int limit, int64 cutoff, List **idle)
 										 SPI_tuptable->tupdesc, 1));
 	}
 	if (nrows > 0)
-		strlcpy(after, SPI_getvalue(SPI_tuptable->vals[nrows - 1],
-									SPI_tuptable->tupdesc, 1),
-				PRESENCE_MAX_NAME_BYTES + 1);
+	{
+		if (*after != NULL)
+			pfree(*after);
+		*after = MemoryContextStrdup(keep,
+									 SPI_getvalue(SPI_tuptable->vals[nrows - 1],
+												  SPI_tuptable->tupdesc, 1));
+	}
 	SPI_freetuptable(SPI_tuptable);
 	return nrows < (uint64) limit;
 }
@@ -206,7 +212,7 @@ has_changed_ts(void)
 }
 
 /* The walk of the background worker, across its ticks. */
-static char walk_after[PRESENCE_MAX_NAME_BYTES + 1] = "";
+static char *walk_after = NULL;	/* in TopMemoryContext */
 static bool walking = false;
 static TimestampTz walk_started = 0;
 static int	batches_this_tick = 0;
@@ -229,7 +235,9 @@ presence_retention_due(void)
 	{
 		walking = true;
 		walk_started = GetCurrentTimestamp();
-		walk_after[0] = '\0';
+		if (walk_after != NULL)
+			pfree(walk_after);
+		walk_after = NULL;
 	}
 	return walking;
 }
@@ -252,7 +260,7 @@ presence_retention_worker_batch(int limit, bool *more)
 		*more = false;
 		return 0;
 	}
-	done = walk_batch(walk_after, limit, cutoff, &idle);
+	done = walk_batch(&walk_after, TopMemoryContext, limit, cutoff, &idle);
 	removed = remove_idle(idle, cutoff);
 	if (done)
 		walking = false;
@@ -269,7 +277,8 @@ presence_retention_worker_batch(int limit, bool *more)
 PRESENCE_FUNCTION(presence_remove_idle_topics, true)
 {
 	int64		older_than_s = presence_topic_retention_s;
-	char		after[PRESENCE_MAX_NAME_BYTES + 1] = "";
+	MemoryContext call_context = CurrentMemoryContext;
+	char	   *after = NULL;
 	List	   *idle = NIL;
 	int64		cutoff;
 	int			removed;
@@ -292,7 +301,8 @@ PRESENCE_FUNCTION(presence_remove_idle_topics, true)
 	presence_spi_connect();
 	do
 		CHECK_FOR_INTERRUPTS();
-	while (!walk_batch(after, presence_batch_size, cutoff, &idle));
+	while (!walk_batch(&after, call_context, presence_batch_size, cutoff,
+					   &idle));
 	removed = remove_idle(idle, cutoff);
 	SPI_finish();
 	PG_RETURN_INT32(removed);
